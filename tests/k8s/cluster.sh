@@ -324,6 +324,6 @@ case "${1:-}" in
   status) do_status ;;
   env) do_env ;;
   # kubectl of the same version as the cluster (a much newer kubectl may be on PATH)
-  kubectl) shift; exec "$BIN/kubectl" --kubeconfig="$OUR_KUBECONFIG" "$@" ;;
+  kubectl) shift; eval "$(do_env)"; exec "$BIN/kubectl" "$@" ;;
   *) echo "usage: $0 build|start|stop|status|env|kubectl ARGS..." >&2; exit 2 ;;
 esac
