@@ -1,0 +1,39 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+COLLECTIONS := $(ROOT)/.build/collections
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
+
+.PHONY: demo test venv stack stop link unit sanity integration bench
+
+venv:
+	@scripts/venv.sh >/dev/null
+
+link: venv
+	@mkdir -p $(COLLECTIONS)/ansible_collections/immutable
+	@ln -sfn $(ROOT) $(COLLECTIONS)/ansible_collections/immutable/deploy
+
+stack: venv
+	scripts/stack.sh start
+
+stop:
+	scripts/stack.sh stop
+
+demo: stack link
+	$(VENV)/bin/ansible-playbook -i localhost, -c local playbooks/demo.yml
+
+unit: link
+	$(VENV)/bin/pytest -q tests/unit
+
+sanity: venv
+	scripts/sanity.sh
+
+integration: stack link
+	$(VENV)/bin/pytest -q tests/integration
+
+test: unit sanity integration
+
+bench: stack link
+	$(VENV)/bin/python benchmarks/image_pipeline.py
