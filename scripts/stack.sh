@@ -40,9 +40,14 @@ ensure_packages() {
   # Lock::Timeout waits for a concurrent apt/dpkg instead of failing on the lock.
   local apt=(apt-get -q -y -o DPkg::Lock::Timeout=900)
   # Try without 'update' first (fast path); a fresh machine has empty/old lists.
-  if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends "${missing[@]}"; then
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" update
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends "${missing[@]}"
+  if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}"; then
+    # The lists lock may not honour Lock::Timeout on every apt version: retry.
+    local i
+    for i in 1 2 3; do
+      DEBIAN_FRONTEND=noninteractive "${apt[@]}" update && break
+      ((i < 3)) && sleep 10
+    done
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "${missing[@]}"
   fi
 }
 
@@ -59,14 +64,18 @@ owned_pid() {
 }
 
 # Wait until "$@" succeeds, up to $timeout seconds; on timeout show the log tail.
+# WATCH_PID (optional): fail at once if the process we just started has died.
 wait_for() {
   local what=$1 timeout=$2 logfile=$3; shift 3
-  local i
+  local i why="timed out after ${timeout}s"
   for ((i = 0; i < timeout * 4; i++)); do
     "$@" >/dev/null 2>&1 && return 0
+    if [[ -n ${WATCH_PID:-} ]] && ! kill -0 "$WATCH_PID" 2>/dev/null; then
+      why="process $WATCH_PID exited"; break
+    fi
     sleep 0.25
   done
-  log "timed out after ${timeout}s waiting for $what; last lines of $logfile:"
+  log "$why waiting for $what; last lines of $logfile:"
   tail -n 30 "$logfile" >&2 || true
   exit 1
 }
@@ -111,7 +120,7 @@ start_docker() {
   # registry by default, so no --insecure-registry is needed for :5000/:5001.
   setsid /usr/sbin/dockerd --storage-driver overlay2 --pidfile "$DOCKERD_PID" \
     </dev/null >>"$DOCKERD_LOG" 2>&1 &
-  wait_for "docker info" 60 "$DOCKERD_LOG" docker_ok
+  WATCH_PID=$! wait_for "docker info" 60 "$DOCKERD_LOG" docker_ok
   owned_pid "$DOCKERD_PID" dockerd >/dev/null \
     || die "docker answers but $DOCKERD_PID is not ours; another engine raced us?"
 }
@@ -184,6 +193,8 @@ start_registry() {
     setsid /usr/bin/docker-registry serve "$dir/config.yml" </dev/null >>"$logf" 2>&1 &
     echo $! >"$pidf"
   fi
+  local WATCH_PID
+  WATCH_PID=$(<"$pidf")
   if [[ $auth == yes ]]; then
     REG_EXPECT=200 wait_for "registry :$port (with credentials)" 30 "$logf" \
       registry_is "$port" -u "$REG_USER:$REG_PASS"
@@ -260,7 +271,8 @@ status() {
   for svc in haproxy nginx; do
     v=$(dpkg-query -W -f='${Version}' "$svc" 2>/dev/null || echo "not installed")
     pids=$(pgrep -x "$svc" | tr '\n' ' ' || true)
-    echo "$svc:$(printf '%*s' $((15 - ${#svc})) '')installed $v; ${pids:+running pids $pids(not managed by stack.sh)}${pids:-not running}"
+    if [[ -n $pids ]]; then pids="running pids ${pids}(not managed by stack.sh)"; else pids="not running"; fi
+    printf '%-16s%s\n' "$svc:" "installed $v; $pids"
   done
   if port_listening 80; then
     echo "port 80:        in use by: $(ss -Hltnp 'sport = :80' | grep -o 'users:.*' | sort -u | tr '\n' ' ')"
