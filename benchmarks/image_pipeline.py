@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Image pipeline timings beside the raw docker CLI, in one run; JSON on stdout.
 
 Ours is measured twice: the module's work in-process (what image_build does
@@ -77,10 +76,10 @@ def main() -> None:
                 "raw_docker_build_push": timed(lambda: (sh("docker", "build", "-q", "--no-cache", "-t", raw + ":1.0.0", context),
                                                         sh("docker", "push", "-q", raw + ":1.0.0"))),
             }
-            noop = [timed(lambda: build(build_params(ours, "1.0.0", context), False)) for _ in range(opts.repeat)]
+            noop = [timed(lambda: build(build_params(ours, "1.0.0", context), False)) for dummy in range(opts.repeat)]
             noop_adhoc = [timed(lambda: adhoc("immutable.deploy.image_build", build_params(ours, "1.0.0", context)))
-                          for _ in range(max(1, opts.repeat // 2))]
-            warm = [timed(lambda: sh("docker", "build", "-q", "-t", raw + ":1.0.0", context)) for _ in range(opts.repeat)]
+                          for dummy in range(max(1, opts.repeat // 2))]
+            warm = [timed(lambda: sh("docker", "build", "-q", "-t", raw + ":1.0.0", context)) for dummy in range(opts.repeat)]
             figures["noop_rebuild_s"] = {
                 "ours_module_work_median": statistics.median(noop),
                 "ours_ansible_adhoc_median": statistics.median(noop_adhoc),

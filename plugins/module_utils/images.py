@@ -132,7 +132,7 @@ def _docker_push(client, p, ref) -> str:
     if p.get("registry_username"):
         auth = {"username": p["registry_username"], "password": p.get("registry_password") or ""}
     stream = client.push(ref.name, tag=ref.tag, auth_config=auth, stream=True, decode=True)
-    _, aux = engine.stream_errors(stream, "Push of %s" % ref.tagged)
+    aux = engine.stream_errors(stream, "Push of %s" % ref.tagged)[1]
     if not aux.get("Digest"):
         raise DeployError("Push of %s returned no digest." % ref.tagged)
     return aux["Digest"]

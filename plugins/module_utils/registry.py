@@ -110,7 +110,7 @@ class Registry:
         raise AssertionError("unreachable")
 
     def _authenticate(self, challenge: str, scope: str) -> None:
-        kind, _, params = challenge.partition(" ")
+        kind, dummy, params = challenge.partition(" ")
         if kind.lower() == "basic":
             if not self.username:
                 return  # the retry fails with "authentication required"

@@ -14,7 +14,6 @@ description:
     in RV(moving); deciding to refuse it is left to the caller.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
   - immutable.deploy.docker
   - immutable.deploy.registry
   - immutable.deploy.registry.credentials

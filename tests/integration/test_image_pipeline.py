@@ -44,8 +44,8 @@ def test_build_push_info_promote(play, repos, tmp_path):
     assert labels["org.opencontainers.image.revision"] == "abc123"
     assert "org.opencontainers.image.created" in labels
 
-    info = play([{"name": "info", "immutable.deploy.image_info": {"ref": repos["build"] + ":1.0.0",
-                                                                    "source": "registry"}}]).result("info")
+    lookup = {"ref": repos["build"] + ":1.0.0", "source": "registry"}
+    info = play([{"name": "info", "immutable.deploy.image_info": lookup}]).result("info")
     assert info["exists"] and info["image"]["digest"] == digest and not info["moving"]
     assert info["image"]["fingerprint"] == applied["fingerprint"]
     assert info["image"]["ref"] == applied["image"]["ref"]
