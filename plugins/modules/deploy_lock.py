@@ -47,7 +47,7 @@ options:
     type: path
     default: /var/lib/immutable-deploy/locks
 author:
-  - immutable.deploy developers
+  - immutable.deploy developers (@immutable-deploy)
 """
 
 EXAMPLES = r"""

@@ -58,7 +58,7 @@ options:
     type: int
     default: 0
 author:
-  - immutable.deploy developers
+  - immutable.deploy developers (@immutable-deploy)
 """
 
 EXAMPLES = r"""

@@ -71,7 +71,7 @@ options:
     type: bool
     default: false
 author:
-  - immutable.deploy developers
+  - immutable.deploy developers (@immutable-deploy)
 """
 
 EXAMPLES = r"""

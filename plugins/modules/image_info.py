@@ -39,7 +39,7 @@ options:
     type: bool
     default: false
 author:
-  - immutable.deploy developers
+  - immutable.deploy developers (@immutable-deploy)
 """
 
 EXAMPLES = r"""

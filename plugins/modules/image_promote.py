@@ -46,7 +46,7 @@ options:
     description: Password or token for the target registry. Never logged.
     type: str
 author:
-  - immutable.deploy developers
+  - immutable.deploy developers (@immutable-deploy)
 """
 
 EXAMPLES = r"""

@@ -1,0 +1,143 @@
+#!/usr/bin/python
+# Copyright: immutable.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: docker_release_info
+short_description: List the releases of an app on a Docker host, newest first
+version_added: 0.1.0
+description:
+  - Reads the releases created by M(immutable.deploy.docker_release) from their container labels
+    and states only; nothing is kept on the controller.
+  - With O(router_socket) and O(router_backend), also reads the HAProxy runtime API and tells which
+    releases receive traffic, matching servers to release endpoints by address and port.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - immutable.deploy.docker
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  app:
+    description: App name.
+    type: str
+    required: true
+  release:
+    description: Only this release id.
+    type: str
+  router_socket:
+    description: HAProxy runtime API address, a unix socket path or C(tcp:HOST:PORT).
+    type: str
+  router_backend:
+    description: HAProxy backend whose servers route to the app.
+    type: str
+  router_timeout:
+    description: Seconds to wait for the HAProxy runtime API.
+    type: float
+    default: 5
+author:
+  - immutable.deploy developers (@immutable-deploy)
+"""
+
+EXAMPLES = r"""
+- name: Which releases of web are on this host, and which one is live
+  immutable.deploy.docker_release_info:
+    app: web
+    router_socket: /run/haproxy/admin.sock
+    router_backend: web
+  register: web
+
+- name: The newest release
+  ansible.builtin.debug:
+    msg: "{{ web.releases[0].id }} is {{ web.releases[0].state }}, live={{ web.releases[0].live }}"
+"""
+
+RETURN = r"""
+releases:
+  description: Releases of the app, newest first (by their C(io.immutable-deploy.created) label).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    app:
+      description: App name.
+      type: str
+      returned: always
+    id:
+      description: Release id.
+      type: str
+      returned: always
+    slot:
+      description: Slot (blue or green).
+      type: str
+      returned: always
+    image:
+      description: Image reference, pinned by digest or image ID.
+      type: str
+      returned: always
+    digest:
+      description: Content digest.
+      type: str
+      returned: always
+    replicas:
+      description: Replicas the release was created with.
+      type: int
+      returned: always
+    created:
+      description: Creation time (UTC, ISO 8601).
+      type: str
+      returned: always
+    state:
+      description: V(running) (all replicas running), V(stopped) (all stopped) or V(partial).
+      type: str
+      returned: always
+    health:
+      description: Overall health, V(healthy), V(unhealthy) (also when a replica is missing or stopped), V(starting) or V(stopped).
+      type: str
+      returned: always
+    containers:
+      description: Replicas with name, id, replica, address, port, status and health.
+      type: list
+      elements: dict
+      returned: always
+    endpoints:
+      description: C(address) and C(port) of every running replica.
+      type: list
+      elements: dict
+      returned: always
+    live:
+      description: Whether the HAProxy backend sends traffic to the release (a matching server in state ready with weight above 0).
+      type: bool
+      returned: when O(router_socket) is given
+    weight:
+      description: Sum of the weights of the matching servers in state ready.
+      type: int
+      returned: when O(router_socket) is given
+"""
+
+from ansible_collections.immutable.deploy.plugins.module_utils.docker_engine import (
+    DOCKER_ARGS, DOCKER_IMPORT_ERROR)
+from ansible_collections.immutable.deploy.plugins.module_utils.docker_release import info
+from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
+
+
+def main() -> None:
+    argument_spec = dict(
+        app=dict(type="str", required=True),
+        release=dict(type="str"),
+        router_socket=dict(type="str"),
+        router_backend=dict(type="str"),
+        router_timeout=dict(type="float", default=5),
+        **DOCKER_ARGS,
+    )
+    run_module(lambda m: info(m.params), requires={"docker": DOCKER_IMPORT_ERROR},
+               argument_spec=argument_spec, required_together=[["router_socket", "router_backend"]])
+
+
+if __name__ == "__main__":
+    main()
