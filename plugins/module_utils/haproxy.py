@@ -196,6 +196,20 @@ class Runtime:
                                   sessions=busy)
             time.sleep(interval)
 
+    def wait_up(self, backend: str, names: List[str], timeout: float, interval: float = 0.2) -> Dict[str, str]:
+        """Wait until the named servers pass their health check; raise on timeout with their health."""
+        deadline = time.monotonic() + timeout
+        while True:
+            down = {srv["name"]: srv["health"] or "?" for srv in self.servers(backend)
+                    if srv["name"] in names and not str(srv["health"]).startswith(("UP", "no check"))}
+            if not down:
+                return {}
+            if time.monotonic() >= deadline:
+                raise DeployError("Servers of backend %r are not UP after up_timeout=%ss: %s; nothing was taken "
+                                  "out of service." % (backend, timeout, ", ".join("%s=%s" % kv for kv in sorted(down.items()))),
+                                  health=down)
+            time.sleep(interval)
+
     def save_state(self, path: str) -> None:
         """Dump 'show servers state' atomically to the global server-state-file.
 
@@ -309,19 +323,34 @@ def drain_targets(current: List[Dict[str, Any]], requested: List[Dict[str, Any]]
     return sorted(name for name, target in targets.items() if not takes_traffic(target))
 
 
+def _run(runtime: Runtime, cmds: List[str], applied: List[str]) -> None:
+    for done, cmd in enumerate(cmds):
+        try:
+            runtime.command(cmd)
+        except DeployError as exc:
+            raise DeployError(exc.msg, applied=applied + cmds[:done], **exc.details) from exc
+
+
 def apply_backend(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     """The haproxy_backend module's service."""
     runtime = Runtime(params["socket"], params["timeout"])
     backend = params["backend"]
     current = runtime.servers(backend)
     changes = plan(backend, current, params["servers"] or [], params["exclusive"])
-    cmds = commands(backend, changes)
+    # Servers that end up ready are changed first; with wait_up, nothing is taken out
+    # of service until they pass their health checks (a switch never leaves a gap).
+    to_ready = [c for c in changes if c["after"]["state"] == "ready"]
+    first = commands(backend, to_ready)
+    then = commands(backend, [c for c in changes if c["after"]["state"] != "ready"])
+    cmds = first + then
     if not check_mode:
-        for done, cmd in enumerate(cmds):
-            try:
-                runtime.command(cmd)
-            except DeployError as exc:
-                raise DeployError(exc.msg, applied=cmds[:done], **exc.details) from exc
+        _run(runtime, first, [])
+        if params.get("wait_up"):
+            leaving = {c["name"] for c in changes if c not in to_ready}
+            requested = {req["name"] for req in params["servers"] or []} - leaving
+            names = [srv["name"] for srv in runtime.servers(backend) if srv["name"] in requested and srv["state"] == "ready"]
+            runtime.wait_up(backend, names, params["up_timeout"])
+        _run(runtime, then, first)
     drained: Dict[str, Any] = {}
     if params["wait_drained"] and not check_mode:
         names = drain_targets(current, params["servers"] or [], changes)

@@ -74,6 +74,17 @@ options:
       - Fails when sessions remain after O(drain_timeout). Skipped in check mode.
     type: bool
     default: false
+  wait_up:
+    description:
+      - After putting servers in state V(ready), wait until the listed ready servers pass their health
+        check before any server is drained or disabled, so a switch never leaves the backend without a
+        healthy server. On timeout nothing is taken out of service and the module fails. Skipped in check mode.
+    type: bool
+    default: false
+  up_timeout:
+    description: Seconds to wait for O(wait_up).
+    type: float
+    default: 30
   drain_timeout:
     description: Seconds to wait for O(wait_drained).
     type: float
@@ -180,6 +191,8 @@ def main() -> None:
             state=dict(type="str", choices=["ready", "drain", "maint"]),
         )),
         exclusive=dict(type="bool", default=False),
+        wait_up=dict(type="bool", default=False),
+        up_timeout=dict(type="float", default=30),
         wait_drained=dict(type="bool", default=False),
         drain_timeout=dict(type="float", default=60),
         state_file=dict(type="path"),

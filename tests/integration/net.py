@@ -1,0 +1,93 @@
+"""Loopback networking helpers shared by the integration tests and benchmarks."""
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from collections import Counter
+from typing import Dict, List, Optional, Tuple
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def get(port: int, path: str = "/version", timeout: float = 10) -> Tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace").strip()
+    finally:
+        conn.close()
+
+
+class Load:
+    """Continuous GETs from a few threads over keep-alive connections; counts every outcome.
+
+    versions[v] counts 200 answers whose body is v; last_seen[v] is the monotonic time of
+    the last such answer, so a test can tell when the old version stopped answering.
+    """
+
+    def __init__(self, port: int, path: str = "/version", threads: int = 4) -> None:
+        self.port, self.path, self.threads = port, path, threads
+        self.versions: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.last_seen: Dict[str, float] = {}
+        self.first_seen: Dict[str, float] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._workers: List[threading.Thread] = []
+
+    def _run(self) -> None:
+        conn: Optional[http.client.HTTPConnection] = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", self.path)
+                resp = conn.getresponse()
+                body = resp.read().decode("utf-8", "replace").strip()
+                now = time.monotonic()
+                with self._lock:
+                    if resp.status == 200:
+                        self.versions[body] += 1
+                        self.last_seen[body] = now
+                        self.first_seen.setdefault(body, now)
+                    else:
+                        self.errors["status %d" % resp.status] += 1
+                if resp.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                with self._lock:
+                    self.errors[type(exc).__name__] += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.01)
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> "Load":
+        for dummy in range(self.threads):
+            worker = threading.Thread(target=self._run, daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(15)
+
+    @property
+    def total(self) -> int:
+        return sum(self.versions.values()) + sum(self.errors.values())
+
+    def snapshot(self) -> Dict[str, object]:
+        with self._lock:
+            return {"requests": self.total, "versions": dict(self.versions), "errors": dict(self.errors)}
