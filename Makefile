@@ -6,7 +6,7 @@ COLLECTIONS := $(ROOT)/.build/collections
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
 
-.PHONY: demo test venv stack stop link unit sanity integration bench
+.PHONY: demo demo-clean test venv stack stop link unit sanity integration bench
 
 venv:
 	@scripts/venv.sh >/dev/null
@@ -37,3 +37,6 @@ test: unit sanity integration
 
 bench: stack link
 	$(VENV)/bin/python benchmarks/image_pipeline.py
+
+demo-clean: link
+	$(VENV)/bin/ansible-playbook -i localhost, -c local playbooks/demo.yml -e demo_cleanup=true
