@@ -88,7 +88,7 @@ failures:
   returned: always
   type: int
 outcomes:
-  description: Count of each outcome, for example C({"status 200": 40, "status 503": 1}).
+  description: 'Count of each outcome, for example C({"status 200": 40, "status 503": 1}).'
   returned: always
   type: dict
 max_latency:

@@ -70,12 +70,12 @@ image:
   type: dict
   contains:
     name: {description: Repository., type: str, returned: always}
-    tag: {description: Tag of the reference, if any., type: str, returned: always}
+    tag: {description: Tag of the reference (null for a digest-only reference)., type: str, returned: always}
     digest: {description: Manifest digest (registry or local repo digest)., type: str, returned: always}
     id: {description: Image ID (config digest)., type: str, returned: always}
     ref: {description: C(name@sha256:...) when a digest is known., type: str, returned: always}
     labels: {description: Image labels., type: dict, returned: always}
-    fingerprint: {description: Build-input fingerprint label, when built by image_build., type: str, returned: always}
+    fingerprint: {description: Build-input fingerprint label (null unless built by image_build)., type: str, returned: always}
 local:
   description: Local engine view (id, repo_digests, created), or null when not found or not looked at.
   returned: always

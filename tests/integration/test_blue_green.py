@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 
 import docker
 import pytest
@@ -112,8 +111,8 @@ def test_deploy_swap_idempotent_rollback_retire(play, env, images):
 
         back = rollback(play, env)
         assert back.rc == 0, back.stdout[-4000:]
-        assert back.result("result")["rollback_result"] == {"app": env["app"], "live": "1.0.0",
-                                                           "previous": "2.0.0", "changed": True}
+        expected = {"app": env["app"], "live": "1.0.0", "previous": "2.0.0", "changed": True}
+        assert back.result("result")["rollback_result"] == expected
         assert served(env) == {"1.0.0"}
         assert not [r for r in back.rows if r["action"] == "immutable.deploy.docker_release"
                     and r["status"] == "ok"]  # warm: only the router switched
