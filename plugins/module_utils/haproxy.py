@@ -323,7 +323,23 @@ def drain_targets(current: List[Dict[str, Any]], requested: List[Dict[str, Any]]
     return sorted(name for name, target in targets.items() if not takes_traffic(target))
 
 
-def _run(runtime: Runtime, cmds: List[str], applied: List[str]) -> None:
+def _already_up(current: List[Dict[str, Any]], requested: set, to_ready: List[Dict[str, Any]]) -> bool:
+    """Whether every server that ends up ready is already ready, UP and keeps its address."""
+    by_name = {srv["name"]: srv for srv in current}
+    moved = {c["name"] for c in to_ready if (c["after"]["address"], c["after"]["port"]) != (c["before"]["address"], c["before"]["port"])}
+    names = requested | {c["name"] for c in to_ready}
+    return not moved and all(by_name[n]["state"] == "ready" and str(by_name[n]["health"]).startswith(("UP", "no check"))
+                             for n in names if n in by_name)
+
+
+def _run(runtime: Runtime, cmds: List[str], applied: List[str], batch: bool = False) -> None:
+    if batch and len(cmds) > 1:
+        answer = runtime.raw(";".join(cmds))
+        bad = [line for line in answer.splitlines() if _ERROR_RE.match(line.strip())]
+        if bad:
+            raise DeployError("HAProxy refused part of %r: %s" % (";".join(cmds), "; ".join(bad)),
+                              commands=cmds, answer=answer.strip())
+        return
     for done, cmd in enumerate(cmds):
         try:
             runtime.command(cmd)
@@ -344,13 +360,17 @@ def apply_backend(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     then = commands(backend, [c for c in changes if c["after"]["state"] != "ready"])
     cmds = first + then
     if not check_mode:
-        _run(runtime, first, [])
-        if params.get("wait_up"):
-            leaving = {c["name"] for c in changes if c not in to_ready}
-            requested = {req["name"] for req in params["servers"] or []} - leaving
+        leaving = {c["name"] for c in changes if c not in to_ready}
+        requested = {req["name"] for req in params["servers"] or []} - leaving
+        if params.get("wait_up") and not _already_up(current, requested, to_ready):
+            _run(runtime, first, [])
             names = [srv["name"] for srv in runtime.servers(backend) if srv["name"] in requested and srv["state"] == "ready"]
             runtime.wait_up(backend, names, params["up_timeout"])
-        _run(runtime, then, first)
+            _run(runtime, then, first)
+        else:
+            # Pre-warmed servers: one write carries the whole switch, so HAProxy applies it
+            # back to back and old and new never both take traffic for more than an instant.
+            _run(runtime, cmds, [], batch=True)
     drained: Dict[str, Any] = {}
     if params["wait_drained"] and not check_mode:
         names = drain_targets(current, params["servers"] or [], changes)
