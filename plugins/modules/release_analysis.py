@@ -1,0 +1,303 @@
+#!/usr/bin/python
+# Copyright: immutable.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: release_analysis
+short_description: Measure a release (canary) over time and return a verdict
+version_added: 0.1.0
+description:
+  - Measures every metric in O(metrics) O(count) times, one round every O(interval) seconds, and returns the
+    verdict V(pass), V(fail) or V(inconclusive) with every measurement. The canary role uses it between weight steps.
+  - Every condition and JMESPath expression is checked before the first measurement, so bad input fails at once
+    and nothing is measured.
+  - Each round waits O(interval) seconds, then measures every metric. The V(haproxy) provider covers exactly that
+    window (counter snapshot at the start, delta at the end; rounds are back to back); the other providers are
+    sampled at the end of the round.
+  - A metric's measurement passes when its O(metrics[].success) condition is true, fails when it is false, and is
+    inconclusive when it cannot be taken (endpoint unreachable, HTTP error, JMESPath result missing or not a number,
+    Prometheus error or empty vector, command timeout, fewer than O(metrics[].min_requests) canary requests) or the
+    condition cannot be evaluated (for example V(stable) has no value). The reason is recorded; it never crashes.
+  - 'Verdict rules: a round fails when any metric failed, else it is inconclusive when any metric was inconclusive,
+    else it passes. The analysis stops with verdict V(fail) as soon as the failed rounds exceed O(failure_limit).
+    When every round ran: with no inconclusive round the verdict is V(pass) (failed rounds within O(failure_limit) are
+    tolerated); with at least one inconclusive round O(inconclusive) decides.'
+  - 'Condition language (a safe evaluator built on Python''s ast, not eval and not Jinja): numbers, strings,
+    V(True), V(False), V(None), the names of the provider, comparisons (chained too; V(in) and V(not in) on
+    strings), V(and), V(or), V(not), V(+ - * /), parentheses, calls of V(abs), V(min) and V(max). The top of the
+    condition must be a test. Anything else (attributes, subscripts, other calls, lambdas, V(**)) is rejected.'
+  - 'Names: V(haproxy): V(result) (canary value), V(stable) (stable value, V(None) without stable requests or
+    without O(metrics[].haproxy.stable)), V(requests), V(stable_requests). V(http), V(prometheus): V(result).
+    V(command): V(exit_code), V(output) (stdout, stripped), V(result) (stdout as a number, else V(None)).'
+  - Runs on the target, so a router or endpoint bound to 127.0.0.1 there is reachable.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: The analysis is read-only (it only reads stats and endpoints and runs the given commands), so it runs in check mode too.
+  diff_mode:
+    support: none
+    details: Nothing is changed, so there is no diff.
+  platform:
+    platforms: posix
+options:
+  interval:
+    description: Seconds each round lasts before its measurement (more than 0).
+    type: float
+    default: 10
+  count:
+    description: Number of rounds (measurements), 1 or more.
+    type: int
+    default: 3
+  failure_limit:
+    description: Failed rounds tolerated; one more ends the analysis at once with verdict V(fail).
+    type: int
+    default: 0
+  inconclusive:
+    description:
+      - What an analysis with inconclusive rounds (and failures within O(failure_limit)) means.
+      - V(pause) returns verdict V(inconclusive) without failing the task (the caller decides, for example with a pause).
+      - V(fail) makes the verdict V(fail). V(pass) makes it V(pass).
+    type: str
+    default: fail
+    choices: [pause, fail, pass]
+  fail_on_verdict:
+    description: Fail the task when the verdict is V(fail), with the verdict and the numbers in the message. The results are returned either way.
+    type: bool
+    default: true
+  metrics:
+    description: What to measure in every round.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name of the metric, unique; keys the results.
+        type: str
+        required: true
+      provider:
+        description: Where the value comes from; the option of the same name holds its settings.
+        type: str
+        required: true
+        choices: [haproxy, http, prometheus, command]
+      success:
+        description: Condition that must be true for the measurement to pass, see the description for the language and names.
+        type: str
+        required: true
+      query:
+        description:
+          - V(haproxy) only. V(error_ratio) = 5xx answers / all answers (hrsp_1xx..5xx and other) HAProxy counted for the servers in the round.
+          - V(mean_response_time) = mean response time in ms. HAProxy only keeps C(rtime), each server's average over its last
+            1024 requests; the value is that average at the end of the round weighted by each server's requests in the round,
+            an approximation when a server gets more than 1024 requests per round or few requests.
+          - V(request_count) = answers counted in the round.
+          - Defaults to V(error_ratio).
+        type: str
+        choices: [error_ratio, mean_response_time, request_count]
+      min_requests:
+        description: V(haproxy) only. Fewer canary requests than this in a round make the measurement inconclusive.
+        type: int
+        default: 0
+      haproxy:
+        description: The router's own per-server counters, canary servers against stable servers.
+        type: dict
+        suboptions:
+          socket:
+            description: HAProxy stats socket, a unix socket path or C(tcp:HOST:PORT).
+            type: str
+            required: true
+          backend:
+            description: Backend whose servers are measured.
+            type: str
+            required: true
+          canary:
+            description: Name prefix of the canary servers (their slot, for example V(green)); their counters are summed.
+            type: str
+            required: true
+          stable:
+            description: Name prefix of the stable servers; supplies V(stable). Without it V(stable) is V(None).
+            type: str
+          timeout:
+            description: Seconds to wait for the stats socket.
+            type: float
+            default: 5
+      http:
+        description: A number picked from a JSON document over HTTP (GET).
+        type: dict
+        suboptions:
+          url:
+            description: URL of the JSON document.
+            type: str
+            required: true
+          jmespath:
+            description:
+              - JMESPath expression selecting the number, which must be a JSON number (a numeric string is not one).
+              - Needs the C(jmespath) Python library. Without it the whole document must be a number.
+            type: str
+          headers:
+            description: Request headers, for example an Authorization header. Hidden from logs.
+            type: dict
+          timeout:
+            description: Seconds to wait for the answer.
+            type: float
+            default: 5
+      prometheus:
+        description: A Prometheus instant query (C(/api/v1/query)); the result must be a scalar or a vector of one series.
+        type: dict
+        suboptions:
+          url:
+            description: Base URL of Prometheus, for example V(http://127.0.0.1:9090).
+            type: str
+            required: true
+          query:
+            description: PromQL expression; aggregate it to one series, for example with C(sum()).
+            type: str
+            required: true
+          headers:
+            description: Request headers, for example an Authorization header. Hidden from logs.
+            type: dict
+          timeout:
+            description: Seconds to wait for the answer.
+            type: float
+            default: 5
+      command:
+        description: A command run on the target in every round (no shell unless O(metrics[].command.argv) starts one).
+        type: dict
+        suboptions:
+          argv:
+            description: The command and its arguments.
+            type: list
+            elements: str
+            required: true
+          timeout:
+            description: Seconds the command may run; longer makes the measurement inconclusive.
+            type: float
+            default: 10
+author:
+  - immutable.deploy developers (@immutable-deploy)
+"""
+
+EXAMPLES = r"""
+- name: Analyse the green canary against blue for 3 x 10 s
+  immutable.deploy.release_analysis:
+    interval: 10
+    count: 3
+    inconclusive: fail
+    metrics:
+      - name: error-rate
+        provider: haproxy
+        haproxy: {socket: /run/immutable-deploy/web/haproxy.sock, backend: web, canary: green, stable: blue}
+        query: error_ratio
+        min_requests: 20
+        success: "result < 0.01 and result <= stable * 2 + 0.005"
+      - name: p99
+        provider: http
+        http: {url: "http://127.0.0.1:9100/metrics.json", jmespath: "latency.p99"}
+        success: "result < 300"
+      - name: smoke
+        provider: command
+        command: {argv: [/usr/local/bin/smoke-test, --quick]}
+        success: "exit_code == 0"
+  register: analysis
+
+- name: Pause-style analysis, the play decides what inconclusive means
+  immutable.deploy.release_analysis:
+    interval: 30
+    count: 10
+    failure_limit: 1
+    inconclusive: pause
+    metrics:
+      - name: error-budget
+        provider: prometheus
+        prometheus: {url: "http://127.0.0.1:9090", query: 'sum(rate(http_requests_total{code=~"5.."}[1m]))'}
+        success: "result < 1"
+  register: analysis
+"""
+
+RETURN = r"""
+verdict:
+  description: V(pass), V(fail) or V(inconclusive) (only with O(inconclusive=pause)).
+  returned: always
+  type: str
+  sample: fail
+reason:
+  description: Why, with the numbers of the deciding round.
+  returned: always
+  type: str
+  sample: >-
+    1 failed round(s) exceed failure_limit 0; stopped after round 1 of 3; round 1: error-rate=0.31 (stable 0.0)
+    over 96 requests: condition 'result < 0.01' is false
+measurements:
+  description:
+    - One entry per round run, with C(round), C(elapsed) (seconds since the start), C(outcome) (pass, fail, inconclusive) and C(metrics).
+    - C(metrics) maps each metric name to C(value), C(passed) (true, false, or null when inconclusive), C(reason)
+      (empty when passed), C(stable) (haproxy), C(requests) and C(stable_requests) (haproxy), C(exit_code) and C(output) (command).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"round": 1, "elapsed": 10.01, "outcome": "pass",
+            "metrics": {"error-rate": {"value": 0.0, "stable": 0.0, "requests": 312, "stable_requests": 2871, "passed": true, "reason": ""}}}]
+summary:
+  description: Per metric, the count of C(passes), C(failures) and C(inconclusive) measurements.
+  returned: always
+  type: dict
+  sample: {"error-rate": {"passes": 3, "failures": 0, "inconclusive": 0}}
+rounds:
+  description: Rounds that passed, failed and were inconclusive, C(planned) (O(count)) and C(run).
+  returned: always
+  type: dict
+  sample: {"pass": 3, "fail": 0, "inconclusive": 0, "planned": 3, "run": 3}
+elapsed:
+  description: Seconds the analysis took.
+  returned: always
+  type: float
+"""
+
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis import run
+from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
+
+
+def main() -> None:
+    run_module(lambda m: run(m.params), argument_spec=dict(
+        interval=dict(type="float", default=10),
+        count=dict(type="int", default=3),
+        failure_limit=dict(type="int", default=0),
+        inconclusive=dict(type="str", default="fail", choices=["pause", "fail", "pass"]),
+        fail_on_verdict=dict(type="bool", default=True),
+        metrics=dict(type="list", elements="dict", required=True, options=dict(
+            name=dict(type="str", required=True),
+            provider=dict(type="str", required=True, choices=["haproxy", "http", "prometheus", "command"]),
+            success=dict(type="str", required=True),
+            query=dict(type="str", choices=["error_ratio", "mean_response_time", "request_count"]),
+            min_requests=dict(type="int", default=0),
+            haproxy=dict(type="dict", options=dict(
+                socket=dict(type="str", required=True),
+                backend=dict(type="str", required=True),
+                canary=dict(type="str", required=True),
+                stable=dict(type="str"),
+                timeout=dict(type="float", default=5),
+            )),
+            http=dict(type="dict", options=dict(
+                url=dict(type="str", required=True),
+                jmespath=dict(type="str"),
+                headers=dict(type="dict", no_log=True),
+                timeout=dict(type="float", default=5),
+            )),
+            prometheus=dict(type="dict", options=dict(
+                url=dict(type="str", required=True),
+                query=dict(type="str", required=True),
+                headers=dict(type="dict", no_log=True),
+                timeout=dict(type="float", default=5),
+            )),
+            command=dict(type="dict", options=dict(
+                argv=dict(type="list", elements="str", required=True),
+                timeout=dict(type="float", default=10),
+            )),
+        )),
+    ))
+
+
+if __name__ == "__main__":
+    main()
