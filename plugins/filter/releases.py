@@ -48,11 +48,13 @@ def blue_green_plan(releases: List[Dict[str, Any]], release: str, keep: int = 2)
     noop = wanted is not None and wanted.get("live") and not others_live and wanted.get("state") == "running"
     retire_first = [r["id"] for r in releases if r["slot"] == slot and r["id"] != release]
     # After the switch: the new release, then the previous live one; beyond keep, retire.
-    kept = [release] + ([live["id"]] if live and live["id"] != release else [])
+    # Mid-switch (a killed run) another release may still take traffic: it is the one to leave.
+    previous = _live([r for r in releases if r.get("live") and r["id"] != release])
+    kept = [release] + ([previous["id"]] if previous else [])
     retire_after = [r["id"] for r in releases if r["id"] not in kept[:keep] and r["id"] not in retire_first]
     return {"live": live, "slot": slot, "reuse": wanted is not None, "noop": bool(noop),
             "retire_first": retire_first, "retire_after": retire_after,
-            "previous": live if live and live["id"] != release else None}
+            "previous": previous}
 
 
 def rollback_plan(releases: List[Dict[str, Any]], to: Optional[str] = None) -> Dict[str, Any]:
@@ -97,6 +99,59 @@ def release_id(image: str) -> str:
     raise AnsibleFilterError("image %r has neither a version tag nor a digest" % image)
 
 
+def canary_steps(steps: List[Any]) -> List[Dict[str, Any]]:
+    """Validate and normalise canary steps: weights strictly increasing within 0..100.
+
+    A first step at weight 0 (with a manual pause) is a dark launch: only requests
+    routed by header or cookie reach the canary.
+    """
+    if not isinstance(steps, list) or not steps:
+        raise AnsibleFilterError("canary_steps must be a non-empty list such as [{weight: 5}, {weight: 50}, {weight: 100}], "
+                                 "got %r" % (steps,))
+    out, last = [], -1
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or set(step) - {"weight", "pause", "analysis"}:
+            raise AnsibleFilterError("canary_steps[%d]: %r; accepted keys: weight (1-100), pause (seconds or "
+                                     "'manual'), analysis (bool)" % (index, step))
+        weight = step.get("weight")
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 100:
+            raise AnsibleFilterError("canary_steps[%d].weight: %r; accepted: an integer from 0 to 100" % (index, weight))
+        if weight <= last:
+            raise AnsibleFilterError("canary_steps[%d].weight: %d after %d; weights must increase" % (index, weight, last))
+        pause = step.get("pause", 0)
+        if pause != "manual" and (not isinstance(pause, (int, float)) or isinstance(pause, bool) or pause < 0):
+            raise AnsibleFilterError("canary_steps[%d].pause: %r; accepted: seconds >= 0 or 'manual'" % (index, pause))
+        out.append({"index": index, "weight": weight, "pause": pause, "analysis": bool(step.get("analysis", True))})
+        last = weight
+    return out
+
+
+def canary_servers(canary: Dict[str, Any], stable: Dict[str, Any], percent: int, max_replicas: int) -> List[Dict[str, Any]]:
+    """Per-server HAProxy weights giving the canary release `percent` of the traffic.
+
+    canary/stable are releases with slot and endpoints. Weights are scaled by 2 so a
+    share spread over up to four servers stays within HAProxy's 0-256.
+    """
+    def share(release, pct):
+        count = max(1, len(release["endpoints"]))
+        each = int(round(pct * 2.0 / count))
+        if pct and not each:
+            each = 1  # a tiny share still reaches the release
+        return slot_servers(release["endpoints"], release["slot"], each, "ready", max_replicas)
+    return share(canary, percent) + share(stable, 100 - percent)
+
+
+def with_haproxy(metrics: List[Dict[str, Any]], socket: str, backend: str, canary: str,
+                 stable: str) -> List[Dict[str, Any]]:
+    """Fill the router block of haproxy-provider metrics that do not name one."""
+    filled = []
+    for metric in metrics:
+        if metric.get("provider") == "haproxy" and not metric.get("haproxy"):
+            metric = dict(metric, haproxy={"socket": socket, "backend": backend, "canary": canary, "stable": stable})
+        filled.append(metric)
+    return filled
+
+
 def other_slot(slot: str) -> str:
     return SLOTS[1 - SLOTS.index(slot)]
 
@@ -104,4 +159,6 @@ def other_slot(slot: str) -> str:
 class FilterModule:
     def filters(self):
         return {"blue_green_plan": blue_green_plan, "slot_servers": slot_servers, "other_slot": other_slot,
-                "release_id": release_id, "rollback_plan": rollback_plan}
+                "release_id": release_id, "rollback_plan": rollback_plan,
+                "canary_steps": canary_steps, "canary_servers": canary_servers,
+                "with_haproxy": with_haproxy}

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.immutable.deploy.plugins.filter.releases import blue_green_plan, release_id, rollback_plan, slot_servers
+from ansible_collections.immutable.deploy.plugins.filter.releases import (blue_green_plan, canary_servers, canary_steps, release_id,
+                                                                      rollback_plan, slot_servers)
 
 
 def rel(rid, slot, live=False, weight=0, state="running", created="2026"):
@@ -39,6 +40,12 @@ def test_half_switched_state_picks_heavier_live_release():
     assert plan["live"]["id"] == "2" and not plan["noop"]  # "1" still takes traffic: finish the switch
 
 
+def test_killed_mid_switch_the_other_live_release_is_drained_not_retired():
+    releases = [rel("2", "green", live=True, weight=100), rel("1", "blue", live=True, weight=100, created="2025")]
+    plan = blue_green_plan(releases, "2")
+    assert plan["previous"]["id"] == "1" and plan["retire_after"] == [] and not plan["noop"]
+
+
 def test_keep_below_one_is_refused():
     with pytest.raises(AnsibleFilterError, match="keep must be at least 1"):
         blue_green_plan([], "1", keep=0)
@@ -72,3 +79,36 @@ def test_rollback_to_previous_named_or_digest():
         rollback_plan(releases, "9")
     with pytest.raises(AnsibleFilterError, match="no previous release"):
         rollback_plan([rel("3", "blue", live=True, weight=100)])
+
+
+@pytest.mark.parametrize("steps,fragment", [
+    ([], "non-empty list"),
+    ([{"weight": 50}, {"weight": 25}], "canary_steps[1].weight: 25 after 50; weights must increase"),
+    ([{"weight": -1}], "canary_steps[0].weight: -1; accepted: an integer from 0 to 100"),
+    ([{"weight": 101}], "accepted: an integer from 0 to 100"),
+    ([{"weight": 0}, {"weight": 0}], "canary_steps[1].weight: 0 after 0"),
+    ([{"weight": 5, "pause": "later"}], "canary_steps[0].pause: 'later'"),
+    ([{"weight": 5, "speed": 1}], "accepted keys"),
+])
+def test_canary_steps_refused(steps, fragment):
+    with pytest.raises(AnsibleFilterError) as err:
+        canary_steps(steps)
+    assert fragment in str(err.value)
+
+
+def test_canary_steps_normalised():
+    steps = canary_steps([{"weight": 5, "pause": 10}, {"weight": 50, "pause": "manual", "analysis": False}, {"weight": 100}])
+    assert steps[1] == {"index": 1, "weight": 50, "pause": "manual", "analysis": False}
+    assert steps[2]["pause"] == 0 and steps[2]["analysis"] is True
+
+
+def test_canary_servers_share():
+    ep = [{"address": "127.0.0.1", "port": p} for p in (1, 2)]
+    servers = canary_servers({"slot": "green", "endpoints": ep[:1]}, {"slot": "blue", "endpoints": ep}, 5, 2)
+    weights = {s["name"]: s["weight"] for s in servers}
+    assert weights == {"green1": 10, "green2": 0, "blue1": 95, "blue2": 95}
+    total = sum(weights.values())
+    assert abs(weights["green1"] / total - 0.05) < 0.001
+    full = {s["name"]: s["weight"] for s in canary_servers({"slot": "green", "endpoints": ep[:1]},
+                                                           {"slot": "blue", "endpoints": ep}, 100, 2)}
+    assert full["blue1"] == full["blue2"] == 0 and full["green1"] == 200
