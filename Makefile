@@ -37,6 +37,8 @@ test: unit sanity integration
 
 bench: stack link
 	$(VENV)/bin/python benchmarks/image_pipeline.py
+	$(VENV)/bin/python benchmarks/zero_downtime.py
+	$(VENV)/bin/python benchmarks/canary_exposure.py
 
 demo-clean: link
 	$(VENV)/bin/ansible-playbook -i localhost, -c local playbooks/demo.yml -e demo_cleanup=true
