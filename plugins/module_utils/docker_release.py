@@ -8,6 +8,7 @@ two operators (or two throwaway AWX runs) always see the same thing.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import re
 import socket
 import time
@@ -450,18 +451,52 @@ def info(p: Dict[str, Any]) -> Dict[str, Any]:
     app = model.validate_app(p["app"])
     if p.get("release") is not None:
         model.validate_release(p["release"])
+    _check_router_options(p)
     client = engine.connect(p["docker_host"], p["docker_timeout"])
     groups: Dict[str, List[Dict[str, Any]]] = {}
     for c in _load(client, app, p.get("release")):
         groups.setdefault(_labels(c).get(model.LABEL_RELEASE, ""), []).append(c)
     releases = [view(app, rid, cs) for rid, cs in groups.items()]
     releases.sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
-    if p.get("router_socket"):
-        _annotate(releases, p)
+    weights = _router_weights(p)
+    if weights is not None:
+        for r in releases:
+            r["weight"] = sum(weights.get(_endpoint_key(e["address"], e["port"]), 0) for e in r["endpoints"])
+            r["live"] = r["weight"] > 0
     return {"changed": False, "releases": releases}
 
 
-def _annotate(releases: List[Dict[str, Any]], p: Dict[str, Any]) -> None:
+def _endpoint_key(address: Any, port: Any) -> Tuple[str, int]:
+    """(address, port) with IP literals normalised, so '::1' in the router matches '0:0::1' in Docker."""
+    text = str(address)
+    try:
+        text = str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        text = text.lower()
+    return text, int(port)
+
+
+def _check_router_options(p: Dict[str, Any]) -> None:
+    kind = p.get("router_kind") or "haproxy"
+    for wrong in ("router_upstream_file",) if kind == "haproxy" else ("router_socket", "router_backend"):
+        if p.get(wrong):
+            raise DeployError("Option '%s' does not apply to router_kind=%s; accepted: router_socket and "
+                              "router_backend for haproxy, router_upstream_file for nginx." % (wrong, kind), option=wrong)
+
+
+def _router_weights(p: Dict[str, Any]) -> Optional[Dict[Tuple[str, int], int]]:
+    """(address, port) -> weight of the router servers that take traffic; None without a router."""
+    if (p.get("router_kind") or "haproxy") == "nginx":
+        from ansible_collections.immutable.deploy.plugins.module_utils.nginx import active_weights, read_upstream
+        dummy, servers = read_upstream(p["router_upstream_file"], "router_upstream_file")
+        weights: Dict[Tuple[str, int], int] = {}
+        for key, weight in active_weights(servers).items():
+            weights[_endpoint_key(*key)] = weights.get(_endpoint_key(*key), 0) + weight
+        return weights
+    return _haproxy_weights(p) if p.get("router_socket") else None
+
+
+def _haproxy_weights(p: Dict[str, Any]) -> Dict[Tuple[str, int], int]:
     try:
         from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import Runtime
     except ImportError:
@@ -475,8 +510,6 @@ def _annotate(releases: List[Dict[str, Any]], p: Dict[str, Any]) -> None:
     ready: Dict[Tuple[str, int], int] = {}
     for s in servers:
         if s.get("state") == "ready" and s.get("port") is not None:
-            key = (str(s.get("address")), int(s["port"]))
+            key = _endpoint_key(s.get("address"), s["port"])
             ready[key] = ready.get(key, 0) + int(s.get("weight") or 0)
-    for r in releases:
-        r["weight"] = sum(ready.get((e["address"], e["port"]), 0) for e in r["endpoints"])
-        r["live"] = r["weight"] > 0
+    return ready

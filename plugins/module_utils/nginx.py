@@ -97,6 +97,79 @@ def render(name: str, servers: List[Server]) -> str:
     return HEADER + "upstream %s {\n%s}\n" % (name, "".join("    %s\n" % line for line in lines))
 
 
+# -- reading an upstream file back (what docker_release_info needs to tell the live release) --
+_UPSTREAM_RE = re.compile(r"^upstream\s+(\S+)\s*\{$")
+_SERVER_RE = re.compile(r"^server\s+(\[[^\]]+\]|[^\s\[\];#]+):(\d+)((?:\s+[^\s;#]+)*)\s*;$")
+
+
+def parse_upstream(text: str, option: str = "path") -> Tuple[str, List[Server]]:
+    """(name, servers) of one upstream block as render() writes it; the placeholder means no server.
+
+    Other parameters of a hand-edited server (max_fails=..., ...) and other directives of the block
+    (keepalive ...) are ignored: only address, port, weight, backup and down decide where traffic goes.
+    Anything else that cannot be read fails, so a caller never acts on half a file.
+    """
+    name: Optional[str] = None
+    servers: List[Server] = []
+    closed = False
+    for number, raw in enumerate(text.splitlines(), 1):
+        if raw.strip() == PLACEHOLDER:
+            continue
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = "line %d (%r)" % (number, raw.strip())
+        if name is None or closed:
+            match = _UPSTREAM_RE.match(line)
+            if not match or closed:
+                raise DeployError("Option '%s': %s is not an upstream file as nginx_upstream renders it (one "
+                                  "'upstream NAME {' block of 'server ADDRESS:PORT ...;' lines)." % (option, where),
+                                  option=option)
+            name = match.group(1)
+        elif line == "}":
+            closed = True
+        elif line.split(None, 1)[0] == "server":
+            match = _SERVER_RE.match(line)
+            if not match:
+                raise DeployError("Option '%s': cannot read the server at %s; accepted: 'server ADDRESS:PORT "
+                                  "[weight=N] [backup] [down];'." % (option, where), option=option)
+            servers.append(_server_from(match, option, where))
+        # Any other directive inside the block (keepalive, zone, ...) does not route.
+    if name is None or not closed:
+        raise DeployError("Option '%s': no complete 'upstream NAME { ... }' block found." % option, option=option)
+    return name, servers
+
+
+def _server_from(match: "re.Match[str]", option: str, where: str) -> Server:
+    weight, backup, down = 1, False, False
+    for param in match.group(3).split():
+        if param.startswith("weight="):
+            if not param[7:].isdigit():
+                raise DeployError("Option '%s': bad weight at %s." % (option, where), option=option)
+            weight = int(param[7:])
+        elif param in ("backup", "down"):
+            backup, down = backup or param == "backup", down or param == "down"
+        elif "=" not in param and param not in ("resolve",):
+            raise DeployError("Option '%s': unknown server parameter %r at %s." % (option, param, where),
+                              option=option)
+    return Server(_address(match.group(1), option), int(match.group(2)), weight, backup, down)
+
+
+def read_upstream(path: str, option: str = "path") -> Tuple[str, List[Server]]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise DeployError("Option '%s': cannot read the upstream file %s: %s." % (option, path, exc.strerror or exc),
+                          option=option) from exc
+    return parse_upstream(text, option)
+
+
+def active_weights(servers: List[Server]) -> Dict[Tuple[str, int], int]:
+    """(address, port) -> weight of the servers that take traffic (neither down nor backup)."""
+    return {(s.address, s.port): s.weight for s in servers if not s.down and not s.backup and s.weight > 0}
+
+
 def find_binary(binary: str) -> str:
     """Resolve the nginx binary like Ansible's get_bin_path: PATH, then the sbin directories."""
     path = os.pathsep.join([os.environ.get("PATH", "")] + list(SBIN_DIRS))

@@ -12,6 +12,8 @@ description:
     and states only; nothing is kept on the controller.
   - With O(router_socket) and O(router_backend), also reads the HAProxy runtime API and tells which
     releases receive traffic, matching servers to release endpoints by address and port.
+  - With O(router_kind=nginx) and O(router_upstream_file), reads the live upstream file rendered by
+    M(immutable.deploy.nginx_upstream) instead, the same way.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - immutable.deploy.docker
@@ -30,12 +32,24 @@ options:
   release:
     description: Only this release id.
     type: str
+  router_kind:
+    description: The router in front of the app, read to annotate RV(releases[].live) and RV(releases[].weight).
+    type: str
+    choices: [haproxy, nginx]
+    default: haproxy
   router_socket:
-    description: HAProxy runtime API address, a unix socket path or C(tcp:HOST:PORT).
+    description: HAProxy runtime API address, a unix socket path or C(tcp:HOST:PORT). Only with O(router_kind=haproxy).
     type: str
   router_backend:
-    description: HAProxy backend whose servers route to the app.
+    description: HAProxy backend whose servers route to the app. Only with O(router_kind=haproxy).
     type: str
+  router_upstream_file:
+    description:
+      - The nginx upstream file of the live traffic (as rendered by M(immutable.deploy.nginx_upstream)),
+        for example C(<router state dir>/nginx-<app>/upstreams/<app>.conf). Required with O(router_kind=nginx).
+      - It tells what the running nginx routes as long as every change goes through M(immutable.deploy.nginx_upstream),
+        which reloads nginx and restores the file when nginx rejects it.
+    type: path
   router_timeout:
     description: Seconds to wait for the HAProxy runtime API.
     type: float
@@ -50,6 +64,13 @@ EXAMPLES = r"""
     app: web
     router_socket: /run/haproxy/admin.sock
     router_backend: web
+  register: web
+
+- name: The same behind the nginx router of web
+  immutable.deploy.docker_release_info:
+    app: web
+    router_kind: nginx
+    router_upstream_file: /var/lib/immutable-deploy/router/web/nginx-web/upstreams/web.conf
   register: web
 
 - name: The newest release
@@ -111,13 +132,15 @@ releases:
       elements: dict
       returned: always
     live:
-      description: Whether the HAProxy backend sends traffic to the release (a matching server in state ready with weight above 0).
+      description:
+        - Whether the router sends traffic to the release. HAProxy, a matching server in state ready with weight above 0;
+          nginx, a matching server in the upstream that is neither C(down) nor C(backup).
       type: bool
-      returned: when O(router_socket) is given
+      returned: when O(router_socket) or O(router_upstream_file) is given
     weight:
-      description: Sum of the weights of the matching servers in state ready.
+      description: Sum of the weights of the matching servers that take traffic (as for RV(releases[].live)).
       type: int
-      returned: when O(router_socket) is given
+      returned: when O(router_socket) or O(router_upstream_file) is given
 """
 
 from ansible_collections.immutable.deploy.plugins.module_utils.docker_engine import (
@@ -130,13 +153,16 @@ def main() -> None:
     argument_spec = dict(
         app=dict(type="str", required=True),
         release=dict(type="str"),
+        router_kind=dict(type="str", default="haproxy", choices=["haproxy", "nginx"]),
         router_socket=dict(type="str"),
         router_backend=dict(type="str"),
+        router_upstream_file=dict(type="path"),
         router_timeout=dict(type="float", default=5),
         **DOCKER_ARGS,
     )
     run_module(lambda m: info(m.params), requires={"docker": DOCKER_IMPORT_ERROR},
-               argument_spec=argument_spec, required_together=[["router_socket", "router_backend"]])
+               argument_spec=argument_spec, required_together=[["router_socket", "router_backend"]],
+               required_if=[["router_kind", "nginx", ["router_upstream_file"]]])
 
 
 if __name__ == "__main__":

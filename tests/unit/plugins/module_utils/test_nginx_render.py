@@ -126,3 +126,68 @@ def test_stale_pid_is_not_running(tmp_path):
     pid_file.write_text("%d\n" % os.getpid())  # a live process, but not an nginx master
     assert nginx.master_pid(str(pid_file)) is None
     assert nginx.master_pid(str(tmp_path / "absent.pid")) is None
+
+
+# -- reading the upstream file back (docker_release_info tells the live release from it) --
+def test_parse_upstream_round_trips_render():
+    servers = nginx.parse_servers([{"address": "127.0.0.1", "port": 32768, "weight": 100},
+                                   {"address": "::1", "port": 8080, "backup": True},
+                                   {"address": "app.example", "port": 80, "down": True}])
+    assert nginx.parse_upstream(nginx.render("shop", servers)) == ("shop", servers)
+
+
+def test_parse_upstream_placeholder_is_no_server():
+    assert nginx.parse_upstream(nginx.render("shop_preview", [])) == ("shop_preview", [])
+
+
+def test_parse_upstream_tolerates_hand_edits_that_do_not_route():
+    text = ("# edited\nupstream shop {  # trailing comment\n    zone shop 64k;\n    keepalive 8;\n"
+            "    server 127.0.0.1:81 max_fails=3 fail_timeout=5s;\n    server [::1]:82 weight=7 down;\n}\n")
+    name, servers = nginx.parse_upstream(text)
+    assert name == "shop"
+    assert [s.as_dict() for s in servers] == [
+        {"address": "127.0.0.1", "port": 81, "weight": 1, "backup": False, "down": False},
+        {"address": "::1", "port": 82, "weight": 7, "backup": False, "down": True}]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("", "no complete"),
+    ("upstream shop {\n    server 127.0.0.1:81;\n", "no complete"),
+    ("server 127.0.0.1:81;\n", "line 1"),
+    ("upstream shop {\n    server 127.0.0.1;\n}\n", "cannot read the server at line 2"),
+    ("upstream shop {\n    server 127.0.0.1:81 weight=x;\n}\n", "bad weight"),
+    ("upstream shop {\n    server 127.0.0.1:81 sometimes;\n}\n", "unknown server parameter 'sometimes'"),
+    ("upstream shop {\n    server 127.0.0.1:81;\n}\nupstream other {\n}\n", "line 4"),
+    ("upstream shop {\n    server bad_host!:81;\n}\n", "router_upstream_file"),
+])
+def test_parse_upstream_refuses_what_it_cannot_read(text, fragment):
+    with pytest.raises(DeployError) as err:
+        nginx.parse_upstream(text, "router_upstream_file")
+    assert fragment in err.value.msg and "router_upstream_file" in err.value.msg
+
+
+def test_read_upstream_names_the_option_when_missing(tmp_path):
+    with pytest.raises(DeployError, match="'router_upstream_file': cannot read the upstream file"):
+        nginx.read_upstream(str(tmp_path / "none.conf"), "router_upstream_file")
+
+
+def test_active_weights_skip_down_and_backup():
+    servers = nginx.parse_servers([{"address": "127.0.0.1", "port": 1, "weight": 5},
+                                   {"address": "127.0.0.1", "port": 2, "backup": True},
+                                   {"address": "127.0.0.1", "port": 3, "down": True}])
+    assert nginx.active_weights(servers) == {("127.0.0.1", 1): 5}
+
+
+def test_release_info_reads_weights_from_the_upstream_file(tmp_path):
+    from ansible_collections.immutable.deploy.plugins.module_utils import docker_release
+    path = tmp_path / "shop.conf"
+    path.write_text(nginx.render("shop", nginx.parse_servers([
+        {"address": "127.0.0.1", "port": 1, "weight": 100}, {"address": "::1", "port": 2, "weight": 3},
+        {"address": "127.0.0.1", "port": 3, "down": True}])))
+    weights = docker_release._router_weights({"router_kind": "nginx", "router_upstream_file": str(path)})
+    assert weights == {("127.0.0.1", 1): 100, ("::1", 2): 3}
+    assert docker_release._endpoint_key("0:0::1", 2) == ("::1", 2)
+    with pytest.raises(DeployError, match="'router_socket' does not apply to router_kind=nginx"):
+        docker_release._check_router_options({"router_kind": "nginx", "router_socket": "/x.sock"})
+    with pytest.raises(DeployError, match="'router_upstream_file' does not apply to router_kind=haproxy"):
+        docker_release._check_router_options({"router_kind": "haproxy", "router_upstream_file": str(path)})
