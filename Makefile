@@ -31,7 +31,7 @@ sanity: venv
 	scripts/sanity.sh
 
 integration: stack link
-	$(VENV)/bin/pytest -q tests/integration
+	$(VENV)/bin/pytest -q -n 3 --dist loadfile tests/integration
 
 test: unit sanity integration
 

@@ -173,9 +173,6 @@ def releases_at(h) -> set:
     return {c.labels[LABEL_RELEASE] for c in containers(h["app"])}
 
 
-@pytest.mark.xfail(strict=True, reason="roles/blue_green: the all-or-none assert sits inside the block whose rescue "
-                   "fails the broken host; under the linear strategy the healthy hosts run it before that rescue, "
-                   "while the broken host still counts as in the play, so they switch anyway (fix: own block after it)")
 def test_fleet_all_or_none_switches_no_host_when_one_fails(fleet, images, tmp_path):
     host_a, host_b = sorted(fleet)
     first = fleet_deploy(fleet, tmp_path, {host_a: images["1.0.0"], host_b: images["1.0.0"]})
