@@ -76,6 +76,7 @@ V1, V2 = "1.0.0", "2.0.0"
 
 from net import Load, free_port, get  # noqa: E402  (tests/integration/net.py)
 
+
 class TimedLoad(Load):
     """Load that also notes when the request behind each version's last answer was sent.
 

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import BIN, HERE, ROOT, run_playbook
 from net import Load, free_port
-from test_blue_green import bg_vars, deploy, env, images, info, served  # noqa: F401  (fixtures)
+from test_blue_green import bg_vars, deploy, env, images, info, served  # noqa: F401 pylint: disable=unused-import
 
 LABEL_APP = "io.immutable-deploy.app"
 LABEL_RELEASE = "io.immutable-deploy.release"
@@ -199,4 +199,3 @@ def test_fleet_all_or_none_switches_no_host_when_one_fails(fleet, images, tmp_pa
     for host, load in loads.items():
         assert load.errors == {}, (host, load.snapshot())
     assert set(loads[host_a].versions) == {"1.0.0", "2.0.0"}
-

@@ -9,7 +9,7 @@ import pytest
 from conftest import REGISTRY, run_playbook
 from images import remove_repos, sample_context
 from net import Load, get
-from test_blue_green import deploy, env, info, served  # noqa: F401  (env is a fixture)
+from test_blue_green import deploy, env, info, served  # noqa: F401 pylint: disable=unused-import
 
 FLAKY = "/cgi-bin/flaky"
 GOOD_CGI = '#!/bin/sh\nprintf "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n%s\\n" "$(cat /www/version)"\n'

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.immutable.deploy.plugins.filter.releases import (blue_green_plan, canary_servers, canary_steps, release_id,
-                                                                      rollback_plan, slot_servers)
+from ansible_collections.immutable.deploy.plugins.filter.releases import (
+    blue_green_plan, canary_servers, canary_steps, release_id, rollback_plan, slot_servers)
 
 
 def rel(rid, slot, live=False, weight=0, state="running", created="2026"):
