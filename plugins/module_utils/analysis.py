@@ -114,8 +114,26 @@ def _describe(name: str, entry: Dict[str, Any]) -> str:
     return text + (": " + entry["reason"] if entry["reason"] else "")
 
 
+def _wait(metrics: List[Metric], until: float, fail_fast: bool, clock: Callable[[], float],
+          sleep: Callable[[float], None]) -> None:
+    """Sleep to the end of the round; with fail_fast, end it as soon as a metric that can
+    be read early (enough requests already) fails its condition."""
+    while clock() < until:
+        sleep(max(0.0, min(until - clock(), 1.0 if fail_fast else until - clock())))
+        if not fail_fast:
+            return
+        for metric in metrics:
+            try:
+                values = metric.provider.peek()
+                if values is not None and evaluate(metric.condition, values)[0] is False:
+                    return
+            except MeasurementError:
+                continue  # not enough yet: keep measuring
+
+
 def analyse(metrics: List[Metric], interval: float, count: int, failure_limit: int, inconclusive: str,
-            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Dict[str, Any]:
+            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+            fail_fast: bool = False) -> Dict[str, Any]:
     """Run the rounds and return the verdict with every measurement (never raises on a verdict)."""
     if not interval > 0:
         raise invalid_option("interval", interval, "seconds between measurements, more than 0")
@@ -134,7 +152,7 @@ def analyse(metrics: List[Metric], interval: float, count: int, failure_limit: i
             round_start = clock()
             for metric in metrics:
                 metric.provider.begin()
-            sleep(max(0.0, round_start + interval - clock()))
+            _wait(metrics, round_start + interval, fail_fast, clock, sleep)
             results = {metric.name: measure(metric) for metric in metrics}
             outcome = _round_outcome(results)
             tally[outcome] += 1
@@ -174,7 +192,8 @@ def run(params: Dict[str, Any]) -> Dict[str, Any]:
         if not ok:
             raise invalid_option(option, value, accepted)
     metrics = build_metrics(params["metrics"])
-    result = analyse(metrics, params["interval"], params["count"], params["failure_limit"], params["inconclusive"])
+    result = analyse(metrics, params["interval"], params["count"], params["failure_limit"], params["inconclusive"],
+                     fail_fast=params.get("fail_fast", False))
     if result["verdict"] == "fail" and params["fail_on_verdict"]:
         raise DeployError("Release analysis verdict fail: %s" % result["reason"], **result)
     return result

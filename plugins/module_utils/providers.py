@@ -66,6 +66,10 @@ class Provider:
     def begin(self) -> None:
         """Called at the start of every interval."""
 
+    def peek(self) -> Optional[Dict[str, Any]]:
+        """Values of the interval so far when the provider can tell before it ends, else None."""
+        return None
+
     def measure(self) -> Dict[str, Any]:
         """Values at the end of the interval: 'value' (shown) and the condition names."""
         raise NotImplementedError
@@ -261,12 +265,21 @@ class HaproxyProvider(Provider):
             except MeasurementError:
                 self._base = None  # measure() reports it
 
+    def peek(self) -> Dict[str, Any]:
+        """The interval so far, without ending it (for fail_fast)."""
+        if self._base is None:
+            raise MeasurementError("no HAProxy snapshot at the start of the interval (stats socket unreachable)")
+        return self._values(self._base, self._snapshot())
+
     def measure(self) -> Dict[str, Any]:
         base, self._base = self._base, None
         if base is None:
             raise MeasurementError("no HAProxy snapshot at the start of the interval (stats socket unreachable)")
         now = self._snapshot()
         self._base = now  # back-to-back intervals: this end is the next start
+        return self._values(base, now)
+
+    def _values(self, base: Dict[str, Any], now: Dict[str, Any]) -> Dict[str, Any]:
         canary = self._group(base["canary"], now["canary"], "canary")
         stable = self._group(base["stable"], now["stable"], "stable") if now["stable"] is not None else None
         values = {"value": canary[0], "result": canary[0], "requests": canary[1],

@@ -67,6 +67,14 @@ options:
     description: Fail the task when the verdict is V(fail), with the verdict and the numbers in the message. The results are returned either way.
     type: bool
     default: true
+  fail_fast:
+    description:
+      - End a round early, once a second, as soon as a metric that can be read before the round ends (the
+        V(haproxy) provider, once O(metrics[].min_requests) is reached) fails its condition. A bad canary is
+        then stopped within about a second of having enough requests instead of at the end of the interval.
+      - Passing still takes the whole interval.
+    type: bool
+    default: false
   metrics:
     description: What to measure in every round.
     type: list
@@ -266,6 +274,7 @@ def main() -> None:
         failure_limit=dict(type="int", default=0),
         inconclusive=dict(type="str", default="fail", choices=["pause", "fail", "pass"]),
         fail_on_verdict=dict(type="bool", default=True),
+        fail_fast=dict(type="bool", default=False),
         metrics=dict(type="list", elements="dict", required=True, options=dict(
             name=dict(type="str", required=True),
             provider=dict(type="str", required=True, choices=["haproxy", "http", "prometheus", "command"]),

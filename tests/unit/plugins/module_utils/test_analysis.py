@@ -246,3 +246,33 @@ def test_haproxy_prefix_matching_nothing_is_bad_input():
     with pytest.raises(DeployError) as err:
         p.begin()
     assert "metrics[0].haproxy.stable" in err.value.msg and "'red'" in err.value.msg and "blue1" in err.value.msg
+
+
+def test_fail_fast_ends_the_round_once_enough_requests_fail():
+    from ansible_collections.immutable.deploy.plugins.module_utils import analysis
+    from ansible_collections.immutable.deploy.plugins.module_utils.conditions import compile_condition
+
+    class Early:
+        def __init__(self):
+            self.peeks = 0
+
+        def begin(self):
+            pass
+
+        def peek(self):
+            self.peeks += 1
+            return {"result": 0.5 if self.peeks >= 2 else 0.0, "value": 0.5}
+
+        def measure(self):
+            return {"result": 0.5, "value": 0.5}
+
+    now = [0.0]
+    provider = Early()
+    metric = analysis.Metric("errors", provider, compile_condition("result < 0.01", ("result", "value"), "errors"), False)
+    result = analysis.analyse([metric], 10, 1, 0, "fail", clock=lambda: now[0],
+                              sleep=lambda s: now.__setitem__(0, now[0] + s), fail_fast=True)
+    assert result["verdict"] == "fail" and result["elapsed"] == 2.0 and provider.peeks == 2
+    now[0] = 0.0
+    slow = analysis.analyse([analysis.Metric("errors", Early(), metric.condition, False)], 10, 1, 0, "fail",
+                            clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert slow["verdict"] == "fail" and slow["elapsed"] == 10.0
