@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
@@ -79,3 +79,31 @@ def release(directory: str, name: str, owner: str, break_lock: bool, check_mode:
     if not check_mode:
         os.unlink(_path(directory, name))
     return {"changed": True, "lock": None, "broken": holder if holder.get("owner") != owner else None}
+
+
+# Suboptions of a router module's `lock` option (doc fragment immutable.deploy.lock).
+LOCK_OPTION: Dict[str, Any] = dict(type="dict", options=dict(
+    name=dict(type="str", required=True),
+    owner=dict(type="str", required=True),
+    directory=dict(type="path", default="/var/lib/immutable-deploy/locks"),
+    purpose=dict(type="str", default="router change"),
+    break_lock=dict(type="bool", default=False),
+))
+
+
+def guarded(lock: Optional[Dict[str, Any]], check_mode: bool, change: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+    """Run change() holding the app's deploy lock, taken and released in this same process.
+
+    A rollback to a warm release is one router write: taking the lock here spares the
+    two module runs of separate lock tasks. A lock this owner already holds (the
+    caller's own, around a whole deploy) is used as is and left in place.
+    """
+    if not lock:
+        return change()
+    taken = acquire(lock["directory"], lock["name"], lock["owner"], lock["purpose"], lock["break_lock"],
+                    check_mode)
+    try:
+        return change()
+    finally:
+        if taken["changed"] and not check_mode:
+            release(lock["directory"], lock["name"], lock["owner"], False, False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
 
@@ -180,20 +180,24 @@ def spec_hash(spec: Dict[str, Any]) -> str:
     return _hash([SPEC_SCHEME, spec])
 
 
-def spec_fields(spec: Dict[str, Any]) -> str:
-    """Label value: field -> short hash, enough to name what differs, revealing no value."""
-    return json.dumps({k: _hash(spec.get(k))[7:19] for k in SPEC_FIELDS}, sort_keys=True, separators=(",", ":"))
+def spec_fields(spec: Dict[str, Any], fields: Sequence[str] = SPEC_FIELDS) -> str:
+    """Label value: field -> short hash, enough to name what differs, revealing no value.
+
+    fields: the target's field list (the Docker SPEC_FIELDS unless given).
+    """
+    return json.dumps({k: _hash(spec.get(k))[7:19] for k in fields}, sort_keys=True, separators=(",", ":"))
 
 
-def differing_fields(existing_fields_label: Optional[str], spec: Dict[str, Any]) -> List[str]:
+def differing_fields(existing_fields_label: Optional[str], spec: Dict[str, Any],
+                     fields: Sequence[str] = SPEC_FIELDS) -> List[str]:
     try:
         existing = json.loads(existing_fields_label or "")
     except ValueError:
         existing = {}
     if not isinstance(existing, dict) or not existing:
-        return list(SPEC_FIELDS)  # unknown scheme: everything is suspect
-    wanted = json.loads(spec_fields(spec))
-    return [k for k in SPEC_FIELDS if existing.get(k) != wanted[k]]
+        return list(fields)  # unknown scheme: everything is suspect
+    wanted = json.loads(spec_fields(spec, fields))
+    return [k for k in fields if existing.get(k) != wanted[k]]
 
 
 def labels_for(app: str, release: str, spec: Dict[str, Any], image: str, created: str,

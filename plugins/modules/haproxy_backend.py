@@ -17,6 +17,7 @@ description:
   - The whole request is validated before anything is changed.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - immutable.deploy.lock
 attributes:
   check_mode:
     support: full
@@ -175,6 +176,7 @@ drained:
 """
 
 from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import apply_backend
+from ansible_collections.immutable.deploy.plugins.module_utils.lock import LOCK_OPTION, guarded
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 
@@ -196,8 +198,10 @@ def main() -> None:
         wait_drained=dict(type="bool", default=False),
         drain_timeout=dict(type="float", default=60),
         state_file=dict(type="path"),
+        lock=LOCK_OPTION,
     )
-    run_module(lambda m: apply_backend(m.params, m.check_mode), argument_spec=argument_spec)
+    run_module(lambda m: guarded(m.params["lock"], m.check_mode, lambda: apply_backend(m.params, m.check_mode)),
+               argument_spec=argument_spec)
 
 
 if __name__ == "__main__":

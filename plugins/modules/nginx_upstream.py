@@ -21,6 +21,7 @@ description:
   - Check mode renders and compares only; it neither writes nor runs C(nginx -t).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - immutable.deploy.lock
 attributes:
   check_mode:
     support: full
@@ -141,6 +142,7 @@ nginx_output: {description: Output of C(nginx -t) (also on failure)., returned: 
 rolled_back: {description: True when the file was restored after nginx rejected it., returned: failure, type: bool}
 """
 
+from ansible_collections.immutable.deploy.plugins.module_utils.lock import LOCK_OPTION, guarded
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 from ansible_collections.immutable.deploy.plugins.module_utils.nginx import apply
 
@@ -163,8 +165,11 @@ def main() -> None:
         validate=dict(type="bool", default=True),
         reload=dict(type="bool", default=True),
         reload_timeout=dict(type="float", default=10),
+        lock=LOCK_OPTION,
     )
-    run_module(lambda m: apply(m.params, m.check_mode, m._diff), argument_spec=argument_spec)  # pylint: disable=protected-access
+    run_module(lambda m: guarded(m.params["lock"], m.check_mode,
+                                 lambda: apply(m.params, m.check_mode, m._diff)),  # pylint: disable=protected-access
+               argument_spec=argument_spec)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -79,3 +80,63 @@ def play(tmp_path):
 def uid() -> str:
     """A short unique id so parallel or repeated runs never share names."""
     return uuid.uuid4().hex[:8]
+
+
+# -- Kubernetes -------------------------------------------------------------------
+K8S_CLUSTER = os.path.join(ROOT, "tests", "k8s", "cluster.sh")
+TEST_LABEL = "immutable-deploy.io/test"
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    """The user's KUBECONFIG when that cluster answers, else the harness cluster (started if needed)."""
+    subprocess.run([K8S_CLUSTER, "start"], check=True, stdout=subprocess.DEVNULL, timeout=3600)
+    out = subprocess.run([K8S_CLUSTER, "env"], check=True, stdout=subprocess.PIPE, text=True).stdout
+    path = out.strip().split("=", 1)[1]
+    os.environ["KUBECONFIG"] = path  # for modules run by ansible-playbook and for kubectl()
+    return path
+
+
+def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """kubectl of the cluster's own version (the one on PATH may be far newer)."""
+    return subprocess.run([K8S_CLUSTER, "kubectl", *args], check=check, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+
+
+@pytest.fixture
+def k8s_namespace(kubeconfig, uid):  # pylint: disable=redefined-outer-name,unused-argument
+    """A fresh namespace, labelled as a test's; deleted with everything in it afterwards."""
+    name = "it-%s" % uid
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "%s=1" % TEST_LABEL)
+    # a new namespace gets its default ServiceAccount a moment later; pods need it
+    for dummy in range(100):
+        if kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0:
+            break
+        time.sleep(0.1)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def k8s_images(tmp_path_factory) -> Dict[str, str]:
+    """Sample app 1.0.0, 2.0.0 and 'unready' (no /health: readiness never passes), pushed;
+    version -> digest-pinned ref. Pods run them from the local engine (imagePullPolicy
+    IfNotPresent finds a pushed image by its repo digest). Removed at session end."""
+    import docker  # pylint: disable=import-outside-toplevel
+    from images import remove_repos, sample_context  # pylint: disable=import-outside-toplevel
+    client = docker.from_env()
+    repo = "%s/it-k8s-%s/app" % (REGISTRY, uuid.uuid4().hex[:8])
+    tmp = tmp_path_factory.mktemp("k8s-images")
+    refs = {}
+    for version in ("1.0.0", "2.0.0", "unready"):
+        context = sample_context(tmp / version, version)
+        if version == "unready":
+            os.remove(os.path.join(context, "www", "health"))
+        client.images.build(path=context, tag="%s:%s" % (repo, version), rm=True)
+        client.images.push(repo, tag=version)
+        digests = client.images.get("%s:%s" % (repo, version)).attrs["RepoDigests"]
+        refs[version] = [d for d in digests if d.startswith(repo + "@")][0]
+    refs["repo"] = repo
+    yield refs
+    remove_repos([repo])

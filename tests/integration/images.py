@@ -48,8 +48,13 @@ def remove_repos(names: Iterable[str]) -> None:
     """Delete the local images and the registry manifests of these repositories."""
     client = docker.from_env()
     for name in names:
-        for image in client.images.list(name=name):
-            client.images.remove(image.id, force=True)
+        # by tag, newest first: an image built on another's layers (legacy builder) is its child,
+        # and removing the parent by id first would be refused
+        images = sorted(client.images.list(name=name), key=lambda i: i.attrs.get("Created", ""), reverse=True)
+        for image in images:
+            for tag in image.tags:
+                if tag.rsplit(":", 1)[0] == name:
+                    client.images.remove(tag, force=True)
         registry, repo = name.split("/", 1)
         try:
             with _open(registry, "%s/tags/list" % repo) as resp:

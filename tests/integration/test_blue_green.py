@@ -116,6 +116,16 @@ def test_deploy_swap_idempotent_rollback_retire(play, env, images):
         assert served(env) == {"1.0.0"}
         assert not [r for r in back.rows if r["action"] == "immutable.deploy.docker_release"
                     and r["status"] == "ok"]  # warm: only the router switched
+        assert not [r for r in back.rows if r["action"] == "immutable.deploy.deploy_lock"
+                    and r["status"] != "skipped"]  # the lock rode on the switch
+        lock_file = os.path.join(env["lock_dir"], env["app"] + ".lock")
+        assert not os.path.exists(lock_file)
+        with open(lock_file, "w", encoding="utf-8") as handle:
+            json.dump({"owner": "other-operator", "purpose": "blue-green to 0.9", "since": 0}, handle)
+        locked = rollback(play, env)  # a deploy holds the lock: fails at once, nothing switched
+        assert locked.rc != 0 and "locked by other-operator (blue-green to 0.9)" in locked.stdout
+        assert served(env) == {"1.0.0"} and info(play, env)["1.0.0"]["live"]
+        os.remove(lock_file)
 
         third = deploy(play, env, images["3.0.0"])  # takes 2.0.0's slot, keeps 1.0.0 warm
         assert third.rc == 0, third.stdout[-4000:]

@@ -208,7 +208,11 @@ do_start() {
   # two `start`s at once would fight over ports and pid files
   exec 8>"$STATE/.lock"; flock -w 300 8 || die "another start/stop holds $STATE/.lock"
   if all_running && kctl get --raw /readyz >/dev/null 2>&1; then
-    log "already running; KUBECONFIG=$OUR_KUBECONFIG"; return 0
+    # a cluster started from another cache folder (a patch changed since) runs other binaries
+    if [ "$(readlink "/proc/$(pid_of apiserver)/exe" 2>/dev/null)" = "$BIN/kube-apiserver" ]; then
+      log "already running; KUBECONFIG=$OUR_KUBECONFIG"; return 0
+    fi
+    log "running from other binaries than $BIN: restarting"; do_stop_locked
   fi
   all_running || [ -z "$(ls "$RUN"/*.pid 2>/dev/null)" ] || { log "partly running: stopping the rest first"; do_stop_locked; }
   ports_free

@@ -1,0 +1,291 @@
+# Copyright: immutable.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Routing an app's traffic between its releases on Kubernetes.
+
+service: blue-green; the Service selector names one release and moves in one
+JSON patch, so the endpoints controller swaps the whole address list at once.
+replica_ratio: canary without a router; the Service selects the whole app and
+the weight is the share of replicas. ingress_nginx and gateway live in
+k8s_routes (imported lazily, only when used).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ansible_collections.immutable.deploy.plugins.module_utils import k8s_common as kc
+from ansible_collections.immutable.deploy.plugins.module_utils import k8s_releases as kr
+from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
+
+POLL = 0.2  # seconds between reads while waiting
+
+
+# -- pure logic ------------------------------------------------------------------------------
+def check_weight(weight: Any) -> None:
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100):
+        raise invalid_option("weight", weight, "an integer from 0 to 100 (percent of the traffic to the release)")
+
+
+def ratio_replicas(total: int, weight: int) -> Tuple[int, int]:
+    """(canary, stable) replicas for a weight; the ratio must be exact, never rounded."""
+    if not isinstance(total, int) or total < 1:
+        raise invalid_option("total_replicas", total, "an integer of at least 1")
+    check_weight(weight)
+    if total * weight % 100:
+        step = 100 // math.gcd(total, 100)
+        values = list(range(0, 101, step))
+        shown = ", ".join(map(str, values)) if len(values) <= 11 else "0, %d, %d, ..., 100" % (step, 2 * step)
+        raise invalid_option("weight", weight, "with total_replicas=%d a multiple of %d (%s), or raise total_replicas"
+                             % (total, step, shown))
+    canary = total * weight // 100
+    return canary, total - canary
+
+
+def selector_action(current: Optional[Dict[str, Any]], wanted: Dict[str, str]) -> str:
+    """'create' (no Service), 'none' (already selects exactly that) or 'patch'."""
+    if current is None:
+        return "create"
+    return "none" if ((current.get("spec") or {}).get("selector") or {}) == wanted else "patch"
+
+
+def selector_patch(old: Optional[Dict[str, str]], new: Dict[str, str]) -> List[Dict[str, Any]]:
+    """One JSON patch: the test op makes a concurrent change fail instead of being overwritten,
+    replace swaps the whole map (a merge patch could only add keys to an app-only selector)."""
+    if not old:
+        return [{"op": "add", "path": "/spec/selector", "value": new}]
+    return [{"op": "test", "path": "/spec/selector", "value": old},
+            {"op": "replace", "path": "/spec/selector", "value": new}]
+
+
+def service_body(name: str, app: str, selector: Dict[str, str], ports: List[Dict[str, Any]]) -> Dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "labels": {kc.LABEL_APP: app, kc.LABEL_MANAGED: kc.MANAGED_BY}},
+            "spec": {"type": "ClusterIP", "selector": selector, "ports": [_port(p) for p in ports]}}
+
+
+def _port(p: Dict[str, Any]) -> Dict[str, Any]:
+    target = p.get("target_port")
+    if isinstance(target, str) and target.isdigit():
+        target = int(target)
+    out = {"port": p["port"], "protocol": p.get("protocol") or "TCP"}
+    if target is not None:
+        out["targetPort"] = target
+    if p.get("name"):
+        out["name"] = p["name"]
+    return out
+
+
+def switched(counts: Dict[str, Any], release: str, wanted: int) -> bool:
+    """Endpoints list only ready addresses of the release, as many as it has ready replicas."""
+    by_release = counts["by_release"]
+    return by_release.get(release, 0) == wanted and sum(by_release.values()) == wanted
+
+
+def endpoints_view(counts: Dict[str, Any], release: str) -> Dict[str, Any]:
+    mine = counts["by_release"].get(release, 0)
+    return {"release": release, "ready": mine, "other": counts["ready"] - mine}
+
+
+def replicas_of(dep: Dict[str, Any]) -> int:
+    return kr._int((dep.get("spec") or {}).get("replicas"), 1)  # pylint: disable=protected-access
+
+
+def ready_of(dep: Dict[str, Any]) -> int:
+    return kr._int((dep.get("status") or {}).get("readyReplicas"))  # pylint: disable=protected-access
+
+
+def refuse_unready(app: str, release: str, dep: Dict[str, Any], service: str) -> None:
+    wanted, ready = replicas_of(dep), ready_of(dep)
+    if wanted == 0 or ready < wanted:
+        raise DeployError("Refusing to route Service %s to release %r of app %r: %d of %d replicas ready "
+                          "(Deployment %s). Wait until it is ready, scale it up, or set require_ready=false."
+                          % (service, release, app, ready, wanted, dep["metadata"]["name"]),
+                          option="release", ready_replicas=ready, replicas=wanted)
+
+
+# -- cluster operations ----------------------------------------------------------------------
+def _wait(check: Callable[[], Tuple[bool, str]], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        done, state = check()
+        if done:
+            return state
+        if time.monotonic() >= deadline:
+            raise DeployError("Timed out after %ss: %s" % (timeout, state), changed=True)
+        time.sleep(POLL)
+
+
+def _endpoint_counts(cluster: kr.Cluster, app: str, service: str) -> Dict[str, Any]:
+    return kr.classify_endpoints(cluster.endpoints(service), kr.pod_releases(cluster.pods(app)))
+
+
+def _write(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    try:
+        call(*args, **kwargs)
+    except Exception as exc:  # ApiException or a connection error
+        raise kc.api_error(exc, what)
+
+
+def ensure_selector(cluster: kr.Cluster, p: Dict[str, Any], current: Optional[Dict[str, Any]],
+                    wanted: Dict[str, str], check_mode: bool) -> str:
+    """Create the Service or move its selector (one request); returns the action taken."""
+    name = p["service"] or p["app"]
+    action = selector_action(current, wanted)
+    dry = {"dry_run": "All"} if check_mode else {}
+    if action == "create":
+        _write("Creating Service %s" % name, cluster.core.create_namespaced_service, cluster.ns,
+               service_body(name, p["app"], wanted, p["service_ports"]), _request_timeout=cluster.timeout, **dry)
+    elif action == "patch":
+        old = (current.get("spec") or {}).get("selector")
+        _write("Patching the selector of Service %s" % name, cluster.core.patch_namespaced_service, name,
+               cluster.ns, selector_patch(old, wanted), _request_timeout=cluster.timeout, **dry)
+    return action
+
+
+def switch_service(cluster: kr.Cluster, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+    """Blue-green: the Service selects exactly one release."""
+    app, release = p["app"], p["release"]
+    name = p["service"] or app
+    dep = cluster.existing_release(app, release)
+    restored = restore(cluster, p, dep, check_mode) if p.get("restore_replicas") else None
+    if restored and not check_mode and (p["wait"] or p["require_ready"]):
+        _wait_ready(cluster, app, release, restored["replicas"], p["wait_timeout"], "the Service was not changed")
+        dep = cluster.existing_release(app, release)
+    if p["require_ready"] and not (restored and check_mode):  # a dry-run scale readies nothing
+        refuse_unready(app, release, dep, name)
+    current = cluster.service(name)
+    before = (current.get("spec") or {}).get("selector") if current else None
+    mode, previous = kr.service_mode(current, app)
+    wanted = kc.selector_for(app, release)
+    started = time.monotonic()
+    action = ensure_selector(cluster, p, current, wanted, check_mode)
+    result: Dict[str, Any] = {
+        "changed": action != "none" or bool(restored), "strategy": "service", "app": app, "service": name,
+        "release": release, "action": action, "previous_release": previous if mode == "release" else None,
+        "selector": {"before": before, "after": wanted}, "switch_seconds": None, "restored": restored,
+        "diff": {"before": {"service": name, "selector": before}, "after": {"service": name, "selector": wanted}},
+    }
+    if p["wait"] and not check_mode:
+        def check() -> Tuple[bool, str]:
+            counts = _endpoint_counts(cluster, app, name)
+            want = ready_of(cluster.existing_release(app, release))
+            result["endpoints"] = endpoints_view(counts, release)
+            return switched(counts, release, want), (
+                "Service %s: Endpoints list %d ready addresses of release %s (it has %d ready replicas) and %d of "
+                "other releases" % (name, result["endpoints"]["ready"], release, want, result["endpoints"]["other"]))
+        _wait(check, p["wait_timeout"])
+        if action != "none":
+            result["switch_seconds"] = round(time.monotonic() - started, 3)
+    else:
+        counts = _endpoint_counts(cluster, app, name) if current else {"by_release": {}, "ready": 0}
+        result["endpoints"] = endpoints_view(counts, release)
+    return result
+
+
+def _scale(cluster: kr.Cluster, dep: Dict[str, Any], replicas: int, check_mode: bool) -> None:
+    """spec.replicas only: the release's full size (ANN_REPLICAS) stays for rollback and promotion."""
+    name = dep["metadata"]["name"]
+    dry = {"dry_run": "All"} if check_mode else {}
+    _write("Scaling Deployment %s to %d" % (name, replicas), cluster.apps.patch_namespaced_deployment, name,
+           cluster.ns, [{"op": "replace", "path": "/spec/replicas", "value": replicas}],
+           _request_timeout=cluster.timeout, **dry)
+
+
+def _wait_ready(cluster: kr.Cluster, app: str, release: str, replicas: int, timeout: float,
+                unchanged: str = "nothing else was scaled") -> None:
+    def check() -> Tuple[bool, str]:
+        dep = cluster.existing_release(app, release)
+        ready = ready_of(dep)
+        return ready >= replicas, "release %s has %d of %d replicas ready; %s" % (release, ready, replicas, unchanged)
+    _wait(check, timeout)
+
+
+def full_replicas(dep: Dict[str, Any]) -> int:
+    ann = (dep["metadata"].get("annotations") or {}).get(kc.ANN_REPLICAS)
+    return kr._int(ann, replicas_of(dep))  # pylint: disable=protected-access
+
+
+def restore(cluster: kr.Cluster, p: Dict[str, Any], dep: Dict[str, Any], check_mode: bool) -> Optional[Dict[str, Any]]:
+    """Scale a release a canary or a previous switch scaled down back to its full size (rollback)."""
+    current, full = replicas_of(dep), full_replicas(dep)
+    if current >= full:
+        return None
+    _scale(cluster, dep, full, check_mode)
+    return {"release": p["release"], "replicas_before": current, "replicas": full}
+
+
+def replica_ratio(cluster: kr.Cluster, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+    """Canary by replicas: grow first and wait ready, then shrink, so capacity never drops."""
+    app, canary, stable = p["app"], p["release"], p["stable_release"]
+    if canary == stable:
+        raise invalid_option("stable_release", stable, "a release other than the canary release %r" % canary)
+    name = p["service"] or app
+    deps = {canary: cluster.existing_release(app, canary), stable: cluster.existing_release(app, stable, "stable_release")}
+    total = p.get("total_replicas")
+    if total is None:
+        ann = (deps[stable]["metadata"].get("annotations") or {}).get(kc.ANN_REPLICAS)
+        if ann is None or not str(ann).isdigit():
+            raise DeployError("Option 'total_replicas': not given and release %r has no %s annotation to default to. "
+                              "Set total_replicas." % (stable, kc.ANN_REPLICAS), option="total_replicas")
+        total = int(ann)
+    canary_n, stable_n = ratio_replicas(total, p["weight"])
+    target = {canary: canary_n, stable: stable_n}
+    before = {rid: replicas_of(dep) for rid, dep in deps.items()}
+    current = cluster.service(name)
+    sel_before = (current.get("spec") or {}).get("selector") if current else None
+    grow = [rid for rid in (canary, stable) if target[rid] > before[rid]]
+    shrink = [rid for rid in (canary, stable) if target[rid] < before[rid]]
+    waiting = p["wait"] and not check_mode
+    for rid in grow:
+        _scale(cluster, deps[rid], target[rid], check_mode)
+    for rid in grow:
+        if waiting:
+            _wait_ready(cluster, app, rid, target[rid], p["wait_timeout"])
+    action = ensure_selector(cluster, p, current, kc.selector_for(app), check_mode)
+    for rid in shrink:
+        _scale(cluster, deps[rid], target[rid], check_mode)
+    weights = {canary: p["weight"], stable: 100 - p["weight"]}
+    if waiting:
+        def check() -> Tuple[bool, str]:
+            counts = _endpoint_counts(cluster, app, name)["by_release"]
+            weights.clear()
+            weights.update({rid: kr.percent(counts.get(rid, 0), sum(counts.values())) for rid in target})
+            return all(counts.get(rid, 0) == n for rid, n in target.items()), (
+                "Service %s: Endpoints list ready addresses %s, wanted %s" % (
+                    name, {rid: counts.get(rid, 0) for rid in target}, target))
+        _wait(check, p["wait_timeout"])
+    return {"changed": bool(grow or shrink) or action != "none", "strategy": "replica_ratio", "app": app,
+            "service": name, "release": canary, "stable_release": stable, "total_replicas": total,
+            "replicas": target, "weights": weights, "action": action,
+            "selector": {"before": sel_before, "after": kc.selector_for(app)},
+            "diff": {"before": {"replicas": before, "selector": sel_before},
+                     "after": {"replicas": target, "selector": kc.selector_for(app)}}}
+
+
+def _routes(strategy: str) -> Callable[..., Dict[str, Any]]:
+    # Lazy: the router strategies are optional and live in their own module_utils.
+    from ansible_collections.immutable.deploy.plugins.module_utils import k8s_routes  # pylint: disable=import-outside-toplevel
+    return k8s_routes.apply_ingress_canary if strategy == "ingress_nginx" else k8s_routes.apply_httproute_weights
+
+
+def apply(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+    """Validate everything that needs no cluster, connect, then run the strategy."""
+    strategy = p["strategy"]
+    check_weight(p.get("weight"))
+    kr.validate_names(p, "release", "stable_release")
+    if strategy == "replica_ratio" and p.get("total_replicas") is not None:
+        ratio_replicas(p["total_replicas"], p["weight"])
+    for port in p.get("service_ports") or []:
+        if not 1 <= port["port"] <= 65535:
+            raise invalid_option("service_ports", port["port"], "ports from 1 to 65535")
+    cluster = kr.Cluster(p)
+    if strategy == "service":
+        return switch_service(cluster, p, check_mode)
+    if strategy == "replica_ratio":
+        return replica_ratio(cluster, p, check_mode)
+    result = _routes(strategy)(cluster.api, p, check_mode)
+    result.setdefault("strategy", strategy)
+    if "diff" not in result and ("before" in result or "after" in result):
+        result["diff"] = {"before": result.get("before"), "after": result.get("after")}
+    return result
