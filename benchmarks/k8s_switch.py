@@ -62,12 +62,15 @@ class Recorder:
         self.threads = [threading.Thread(target=self._run, args=(w, f), daemon=True) for w, f in zip(self.watches, lists)]
 
     def _run(self, watch: k8s_watch.Watch, func) -> None:
-        for event in watch.stream(func, self.ns, timeout_seconds=3600):
-            now = time.monotonic()
-            obj = event["object"]
-            with self.lock:
-                self.events.append({"t": now, "type": event["type"], "kind": obj.kind or func.__name__,
-                                    "name": obj.metadata.name, "obj": obj})
+        try:
+            for event in watch.stream(func, self.ns, timeout_seconds=3600):
+                now = time.monotonic()
+                obj = event["object"]
+                with self.lock:
+                    self.events.append({"t": now, "type": event["type"], "kind": obj.kind or func.__name__,
+                                        "name": obj.metadata.name, "obj": obj})
+        except Exception:  # pylint: disable=broad-except  # the stream breaks off when stop() ends it
+            pass
 
     def start(self) -> None:
         for thread in self.threads:

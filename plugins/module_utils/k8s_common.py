@@ -12,7 +12,7 @@ import json
 import os
 import re
 import traceback
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
@@ -123,6 +123,30 @@ def check_namespace(core: "k8s_client.CoreV1Api", namespace: str) -> None:
         raise api_error(exc, "Reading namespace %s" % namespace)
     except Exception as exc:  # urllib3 connection errors have no common public base here
         raise api_error(exc, "Reading namespace %s" % namespace)
+
+
+class Cluster:
+    """Typed APIs plus what every call needs: namespace, request timeout, one error translation."""
+
+    def __init__(self, p: Dict[str, Any]) -> None:
+        self.api = connect(p.get("kubeconfig"), p.get("context"))
+        self.core = k8s_client.CoreV1Api(self.api)
+        self.apps = k8s_client.AppsV1Api(self.api)
+        self.ns = p["namespace"]
+        self.timeout = p["request_timeout"]
+
+    def call(self, what: str, fn: Any, *args: Any, allow: Tuple[int, ...] = (), **kwargs: Any) -> Dict[str, Any]:
+        """fn's result as a plain dict; {} when the API answered with a status in allow (404, 409...)."""
+        try:
+            return to_dict(self.api, fn(*args, _request_timeout=self.timeout, **kwargs))
+        except ApiException as exc:
+            if exc.status in allow:
+                return {}
+            raise api_error(exc, what)
+        except DeployError:
+            raise
+        except Exception as exc:  # urllib3 connection errors have no common public base here
+            raise api_error(exc, what)
 
 
 def to_dict(api: "k8s_client.ApiClient", obj: Any) -> Dict[str, Any]:

@@ -23,11 +23,6 @@ from ansible_collections.immutable.deploy.plugins.module_utils import release as
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
 from ansible_collections.immutable.deploy.plugins.module_utils.images import registry_for
 
-try:
-    from kubernetes import client as k8s_client
-except ImportError:  # module_runner reports the missing library before any of this runs
-    k8s_client = None
-
 # Fields in the order errors list them. Replicas is scaling, not content: not part of the spec.
 SPEC_FIELDS = ("slot", "digest", "container_port", "env", "secret_env", "config_files", "readiness",
                "liveness", "resources", "labels", "image_pull_policy", "termination_grace_period_seconds")
@@ -371,28 +366,8 @@ def check_same_spec(dep: Dict[str, Any], app: str, release_id: str, spec: Dict[s
 
 
 # -- the cluster ---------------------------------------------------------------------------------
-class _Cluster:
-    """Typed APIs plus what every call needs: the request timeout and one error translation."""
-
-    def __init__(self, p: Dict[str, Any]) -> None:
-        self.api = kc.connect(p.get("kubeconfig"), p.get("context"))
-        self.core = k8s_client.CoreV1Api(self.api)
-        self.apps = k8s_client.AppsV1Api(self.api)
-        self.ns = p["namespace"]
-        self.timeout = p["request_timeout"]
-
-    def call(self, what: str, fn, *args: Any, allow: Tuple[int, ...] = (), **kwargs: Any) -> Dict[str, Any]:
-        """fn's result as a plain dict; {} when the API answered with a status in allow (404, 409...)."""
-        try:
-            return kc.to_dict(self.api, fn(*args, _request_timeout=self.timeout, **kwargs))
-        except kc.ApiException as exc:
-            if exc.status in allow:
-                return {}
-            raise kc.api_error(exc, what)
-        except DeployError:
-            raise
-        except Exception as exc:  # urllib3 connection errors have no common public base here
-            raise kc.api_error(exc, what)
+class _Cluster(kc.Cluster):
+    """The reads of a release."""
 
     def deployment(self, name: str) -> Dict[str, Any]:
         return self.call("Reading Deployment %s" % name, self.apps.read_namespaced_deployment, name, self.ns,

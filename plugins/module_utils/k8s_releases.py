@@ -13,16 +13,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.immutable.deploy.plugins.module_utils import k8s_common as kc
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s_wait import FAST_FAIL_REASONS
 from ansible_collections.immutable.deploy.plugins.module_utils.release import validate_app, validate_release
 
-try:
-    from kubernetes import client as k8s_client
-except ImportError:  # reported by module_runner through K8S_IMPORT_ERROR
-    pass
-
-# Waiting reasons after which a pod will not become ready by itself.
-BAD_WAITING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
-               "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+# Waiting reasons after which a pod will not become ready by itself: the ones k8s_release fails fast on.
+BAD_WAITING = FAST_FAIL_REASONS
 
 
 # -- pure logic ------------------------------------------------------------------------------
@@ -193,15 +188,11 @@ def list_items(call: Any, what: str, *args: Any, **kwargs: Any) -> List[Dict[str
     return kc.to_dict(call.__self__.api_client, obj).get("items") or []
 
 
-class Cluster:
-    """Typed APIs plus namespace and timeout, so callers pass names only."""
+class Cluster(kc.Cluster):
+    """Reads by app, so callers pass names only; the namespace must exist."""
 
     def __init__(self, p: Dict[str, Any]) -> None:
-        self.api = kc.connect(p.get("kubeconfig"), p.get("context"))
-        self.core = k8s_client.CoreV1Api(self.api)
-        self.apps = k8s_client.AppsV1Api(self.api)
-        self.ns = p["namespace"]
-        self.timeout = p["request_timeout"]
+        super().__init__(p)
         kc.check_namespace(self.core, self.ns)
 
     def deployments(self, app: str) -> List[Dict[str, Any]]:
