@@ -41,7 +41,6 @@ temp dirs) is removed at the end.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -83,36 +82,13 @@ class EventLoad(Load):
         super().__init__(*args, **kwargs)
         self.events: List[Tuple[float, float, str]] = []
 
-    def _run(self) -> None:  # Load._run plus the event list
-        conn: Optional[http.client.HTTPConnection] = None
-        while not self._stop.is_set():
-            sent = time.monotonic()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                conn.request("GET", self.path)
-                resp = conn.getresponse()
-                body = resp.read().decode("utf-8", "replace").strip()
-                label = body if resp.status == 200 else "status %d: %s" % (resp.status, body[:40])
-                with self._lock:
-                    if resp.status == 200:
-                        self.versions[body] += 1
-                    else:
-                        self.errors["status %d" % resp.status] += 1
-                    self.events.append((sent, time.monotonic(), label))
-                if resp.will_close:
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as exc:
-                with self._lock:
-                    self.errors[type(exc).__name__] += 1
-                    self.events.append((sent, time.monotonic(), "error " + type(exc).__name__))
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(0.01)
-        if conn is not None:
-            conn.close()
+    def _answer(self, sent: float, now: float, status: int, body: str) -> None:
+        super()._answer(sent, now, status, body)
+        self.events.append((sent, now, body if status == 200 else "status %d: %s" % (status, body[:40])))
+
+    def _failure(self, sent: float, now: float, error: str) -> None:
+        super()._failure(sent, now, error)
+        self.events.append((sent, now, "error " + error))
 
 
 class ServerWatch(zd.WeightWatch):

@@ -51,7 +51,6 @@ registry manifests, temp dirs, the baseline HAProxy) is removed at the end.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -89,37 +88,10 @@ class TimedLoad(Load):
         super().__init__(*args, **kwargs)
         self.last_sent: Dict[str, float] = {}
 
-    def _run(self) -> None:  # Load._run plus the send time
-        conn: Optional[http.client.HTTPConnection] = None
-        while not self._stop.is_set():
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                sent = time.monotonic()
-                conn.request("GET", self.path)
-                resp = conn.getresponse()
-                body = resp.read().decode("utf-8", "replace").strip()
-                now = time.monotonic()
-                with self._lock:
-                    if resp.status == 200:
-                        self.versions[body] += 1
-                        self.last_seen[body] = now
-                        self.last_sent[body] = max(sent, self.last_sent.get(body, 0))
-                        self.first_seen.setdefault(body, now)
-                    else:
-                        self.errors["status %d" % resp.status] += 1
-                if resp.will_close:
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as exc:
-                with self._lock:
-                    self.errors[type(exc).__name__] += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(0.01)
-        if conn is not None:
-            conn.close()
+    def _answer(self, sent: float, now: float, status: int, body: str) -> None:
+        super()._answer(sent, now, status, body)
+        if status == 200:
+            self.last_sent[body] = max(sent, self.last_sent.get(body, 0))
 
 
 CALLBACK = '''

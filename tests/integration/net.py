@@ -42,29 +42,40 @@ class Load:
         self._lock = threading.Lock()
         self._workers: List[threading.Thread] = []
 
+    # A new connection per request instead (a subclass sets it): see test_blue_green_nginx.FreshLoad.
+    keep_alive = True
+
+    def _answer(self, sent: float, now: float, status: int, body: str) -> None:
+        """One answer, called under the lock; subclasses record more and call this."""
+        if status == 200:
+            self.versions[body] += 1
+            self.last_seen[body] = now
+            self.first_seen.setdefault(body, now)
+        else:
+            self.errors["status %d" % status] += 1
+
+    def _failure(self, sent: float, now: float, error: str) -> None:
+        """One request that got no answer (error is the exception's name), called under the lock."""
+        self.errors[error] += 1
+
     def _run(self) -> None:
         conn: Optional[http.client.HTTPConnection] = None
         while not self._stop.is_set():
+            sent = time.monotonic()
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
                 conn.request("GET", self.path)
                 resp = conn.getresponse()
                 body = resp.read().decode("utf-8", "replace").strip()
-                now = time.monotonic()
                 with self._lock:
-                    if resp.status == 200:
-                        self.versions[body] += 1
-                        self.last_seen[body] = now
-                        self.first_seen.setdefault(body, now)
-                    else:
-                        self.errors["status %d" % resp.status] += 1
-                if resp.will_close:
+                    self._answer(sent, time.monotonic(), resp.status, body)
+                if resp.will_close or not self.keep_alive:
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException) as exc:
                 with self._lock:
-                    self.errors[type(exc).__name__] += 1
+                    self._failure(sent, time.monotonic(), type(exc).__name__)
                 if conn is not None:
                     conn.close()
                 conn = None

@@ -5,7 +5,6 @@ is read back, from the live upstream file) differ.
 """
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import signal
@@ -32,23 +31,7 @@ class FreshLoad(Load):
     reload itself drops: nothing, or it is a bug.
     """
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                status, body = get(self.port, self.path)
-            except (OSError, http.client.HTTPException) as exc:
-                with self._lock:
-                    self.errors[type(exc).__name__] += 1
-                time.sleep(0.01)
-                continue
-            now = time.monotonic()
-            with self._lock:
-                if status == 200:
-                    self.versions[body] += 1
-                    self.last_seen[body] = now
-                    self.first_seen.setdefault(body, now)
-                else:
-                    self.errors["status %d" % status] += 1
+    keep_alive = False
 
 
 def nginx_master(pid_file: str):
