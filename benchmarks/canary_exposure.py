@@ -53,7 +53,7 @@ from typing import Any, Dict, List, Optional, Tuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zero_downtime as zd  # noqa: E402  (benchmarks/zero_downtime.py; it also puts tests/integration on sys.path)
 from zero_downtime import Ansible, V1, V2, cleanup, free_port, link_collection, ms, role, short, task_durations, wait_version  # noqa: E402
-from net import Load  # noqa: E402  (tests/integration/net.py)
+from net import FullLoad  # noqa: E402  (tests/integration/net.py)
 
 BAD = V2
 STEP_WEIGHT = 5
@@ -71,7 +71,7 @@ def log(msg: str) -> None:
     print("[canary_exposure] " + msg, file=sys.stderr, flush=True)
 
 
-class EventLoad(Load):
+class EventLoad(FullLoad):
     """Load that keeps every answer as (sent, received, label).
 
     label: the body of a 200 (the version), "status <code>: <body>" for other answers, "error <Exception>"

@@ -73,10 +73,10 @@ REGISTRY = os.environ.get("IMMUTABLE_DEPLOY_REGISTRY", "127.0.0.1:5000")
 BIN = os.path.dirname(sys.executable)
 V1, V2 = "1.0.0", "2.0.0"
 
-from net import Load, free_port, get  # noqa: E402  (tests/integration/net.py)
+from net import FullLoad, free_port, get  # noqa: E402  (tests/integration/net.py)
 
 
-class TimedLoad(Load):
+class TimedLoad(FullLoad):
     """Load that also notes when the request behind each version's last answer was sent.
 
     last_seen (answer received) includes the service time of requests already in flight,
@@ -403,7 +403,7 @@ def baseline(tmp: str, app: str, images: Dict[str, Dict[str, Any]], threads: int
     try:
         wait_version(target, V1)
         time.sleep(1 if proxied else 0.2)  # let the health check see the server up
-        with Load(target, threads=threads) as load:
+        with FullLoad(target, threads=threads) as load:
             time.sleep(1)
             before, t0 = load.snapshot(), time.monotonic()
             log("baseline (%s): docker stop + rm + run %s under load" % ("haproxy" if proxied else "direct", V2))

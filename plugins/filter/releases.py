@@ -7,19 +7,29 @@ which router servers a release occupies are decided here, in tested Python.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 from ansible.errors import AnsibleFilterError
 
-SLOTS = ("blue", "green")
+from ansible_collections.immutable.deploy.plugins.module_utils import plan
+from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
+from ansible_collections.immutable.deploy.plugins.module_utils.plan import SLOTS
 
 
-def _live(releases: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-    live = [r for r in releases if r.get("live")]
-    if len(live) > 1:
-        # Mid-switch (a run was killed): the one with the larger weight is the live one.
-        live.sort(key=lambda r: (r.get("weight") or 0, r.get("created") or ""), reverse=True)
-    return live[0] if live else None
+def _planned(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The shared plan functions raise DeployError; a filter raises AnsibleFilterError."""
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DeployError as exc:
+            raise AnsibleFilterError(exc.msg) from exc
+    wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
+    return wrapper
+
+
+rollback_plan = _planned(plan.rollback_plan)
+slot_servers = _planned(plan.slot_servers)
+_live = plan.live_release
 
 
 def blue_green_plan(releases: List[Dict[str, Any]], release: str, keep: int = 2) -> Dict[str, Any]:
@@ -55,37 +65,6 @@ def blue_green_plan(releases: List[Dict[str, Any]], release: str, keep: int = 2)
     return {"live": live, "slot": slot, "reuse": wanted is not None, "noop": bool(noop),
             "retire_first": retire_first, "retire_after": retire_after,
             "previous": previous}
-
-
-def rollback_plan(releases: List[Dict[str, Any]], to: Optional[str] = None) -> Dict[str, Any]:
-    """The release to go back to: named by id or digest, else the newest one that is not live."""
-    live = _live(releases)
-    if to:
-        target = next((r for r in releases if r["id"] == to or r.get("digest") == to), None)
-        if target is None:
-            raise AnsibleFilterError("no release %r on this host; releases here: %s"
-                                     % (to, ", ".join(r["id"] for r in releases) or "none"))
-    else:
-        target = next((r for r in releases if not r.get("live")), None)
-        if target is None:
-            raise AnsibleFilterError("no previous release to roll back to (releases here: %s)"
-                                     % (", ".join(r["id"] for r in releases) or "none"))
-    others_live = [r for r in releases if r.get("live") and r["id"] != target["id"]]
-    return {"target": target, "live": live if live and live["id"] != target["id"] else (others_live or [None])[0],
-            "noop": bool(target.get("live")) and not others_live}
-
-
-def slot_servers(endpoints: List[Dict[str, Any]], slot: str, weight: int, state: str,
-                 max_replicas: int) -> List[Dict[str, Any]]:
-    """HAProxy servers <slot>1..N for a release's endpoints; the rest of the slot is put in maint."""
-    if len(endpoints) > max_replicas:
-        raise AnsibleFilterError("%d replicas do not fit the %d servers of slot %s (router_max_replicas)"
-                                 % (len(endpoints), max_replicas, slot))
-    servers = [{"name": "%s%d" % (slot, i + 1), "address": e["address"], "port": e["port"],
-                "weight": weight, "state": state} for i, e in enumerate(endpoints)]
-    servers += [{"name": "%s%d" % (slot, i + 1), "weight": 0, "state": "maint"}
-                for i in range(len(endpoints), max_replicas)]
-    return servers
 
 
 def release_id(image: str) -> str:

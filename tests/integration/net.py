@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.client
+import random
 import socket
 import threading
 import time
@@ -10,9 +11,27 @@ from typing import Dict, List, Optional, Tuple
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768+).
+
+    Port 0 hands out an ephemeral port, which Docker's own published-port allocation and
+    outgoing connections also draw from: between this call and the bind in HAProxy, nginx or
+    a container, another xdist worker could take it.
+    """
+    low, high = 20000, 32000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as handle:
+            high = min(high, int(handle.read().split()[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    for dummy in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found in %d-%d on %s" % (low, high, host))
 
 
 def get(port: int, path: str = "/version", timeout: float = 10) -> Tuple[int, str]:
@@ -44,6 +63,10 @@ class Load:
 
     # A new connection per request instead (a subclass sets it): see test_blue_green_nginx.FreshLoad.
     keep_alive = True
+    # Seconds each thread waits between requests. Tests share two cores with three xdist workers:
+    # unpaced, one Load takes most of the machine. Paced, 4 threads still send ~300 requests/s,
+    # a request every ~3 ms, far finer than any gap a switch could open. Benchmarks set 0.
+    pause = 0.01
 
     def _answer(self, sent: float, now: float, status: int, body: str) -> None:
         """One answer, called under the lock; subclasses record more and call this."""
@@ -73,6 +96,8 @@ class Load:
                 if resp.will_close or not self.keep_alive:
                     conn.close()
                     conn = None
+                if self.pause:
+                    self._stop.wait(self.pause)
             except (OSError, http.client.HTTPException) as exc:
                 with self._lock:
                     self._failure(sent, time.monotonic(), type(exc).__name__)
@@ -102,3 +127,9 @@ class Load:
     def snapshot(self) -> Dict[str, object]:
         with self._lock:
             return {"requests": self.total, "versions": dict(self.versions), "errors": dict(self.errors)}
+
+
+class FullLoad(Load):
+    """As many requests as the machine gives (benchmarks): no pause between requests."""
+
+    pause = 0.0

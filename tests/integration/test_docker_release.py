@@ -15,6 +15,7 @@ import pytest
 
 from conftest import REGISTRY
 from images import remove_repos, sample_context
+from net import free_port
 
 SECRET = "s3cr3t-%s" % uuid.uuid4().hex[:10]
 LABEL_APP = "io.immutable-deploy.app"
@@ -61,12 +62,6 @@ def containers(app):
     client = docker.from_env()
     return sorted(client.containers.list(all=True, filters={"label": "%s=%s" % (LABEL_APP, app)}),
                   key=lambda c: c.name)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(address, port, path="/version") -> str:

@@ -22,6 +22,7 @@ from typing import Any, Dict, List
 import pytest
 
 from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import Runtime
+from net import free_port
 
 HAPROXY = "/usr/sbin/haproxy"
 ROLE = "immutable.deploy.router : "  # recorded task names carry the role's prefix
@@ -48,12 +49,6 @@ SERVER = textwrap.dedent('''
                 pass
     http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
 ''')
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def wait_port(host: str, port: int, timeout: float = 10) -> None:
