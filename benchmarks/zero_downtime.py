@@ -43,6 +43,9 @@ Downtime window = first v2 answer - last v1 answer.
 
 Goals (booleans in the JSON): ours 0 failed requests out of >= 20,000 in the window;
 rollback of a warm release < 3 s for the whole ansible-playbook run; switch latency < 100 ms.
+The rollback goal is judged twice: under the load (the load generator, HAProxy, the app and
+Ansible share the two cores) and with no client load (3 more warm rollbacks after the load
+stops, median), which is the situation of a controller and clients on other machines.
 
 Run: .venv/bin/python benchmarks/zero_downtime.py [--threads N]  (after `make stack link`)
 Everything created (router, containers labelled io.immutable-deploy.app=<app>, images,
@@ -181,8 +184,9 @@ def short(task: str) -> str:
 
 
 def switch_task_start(timeline: List[Dict[str, Any]]) -> Optional[float]:
-    return next((row["t"] for row in timeline if row["event"] == "start" and short(row["task"]).startswith("Switch")
-                 and row["action"].endswith("haproxy_backend")), None)
+    return next((row["t"] for row in timeline if row["event"] == "start" and (
+        row["action"].endswith("docker_switch")
+        or short(row["task"]).startswith("Switch") and row["action"].endswith("haproxy_backend"))), None)
 
 
 class WeightWatch(threading.Thread):
@@ -312,6 +316,11 @@ def ours(ansible: Ansible, tmp: str, app: str, images: Dict[str, Dict[str, Any]]
         time.sleep(1)
     watch.stop()
     whole = load.snapshot()
+    # The same warm rollback with no client load: the router and the app idle, as when the
+    # deploy controller and the clients are other machines. Each run goes back to the release
+    # the previous one left (v2, v1, v2...), warm every time.
+    log("3 warm rollbacks without client load")
+    idle_walls = [ansible.play("rollback-idle-%d" % n, role("rollback", rb_vars))[0] for n in range(3)]
     with load._lock:  # pylint: disable=protected-access
         last_v2 = (load.last_seen.get(V2), load.last_sent.get(V2))
     window = delta(after, before)
@@ -341,6 +350,8 @@ def ours(ansible: Ansible, tmp: str, app: str, images: Dict[str, Dict[str, Any]]
         "first_deploy_v1_wall_s": round(first_wall, 3),
         "deploy_wall_s": round(deploy_wall, 3),
         "rollback_wall_s": round(rollback_wall, 3),
+        "rollback_without_client_load_wall_s": [round(w, 3) for w in idle_walls],
+        "rollback_without_client_load_median_s": round(sorted(idle_walls)[1], 3),
         "noop_playbook_wall_s": round(noop_wall, 3),
         "switch_latency": {"deploy": switch(deploy_tl, t0, t_mid, last_v1_after_deploy),
                            "rollback": switch(rollback_tl, t_mid, t1, last_v2)},
@@ -491,6 +502,7 @@ def main() -> None:
         result["goals"] = {
             "ours_zero_failed_of_20000": o["requests"] >= 20000 and o["non_2xx"] + o["socket_errors"] == 0,
             "rollback_warm_under_3s": o["rollback_wall_s"] < 3,
+            "rollback_warm_under_3s_without_client_load": o["rollback_without_client_load_median_s"] < 3,
             "switch_latency_under_100ms": len(worst) == 2 and max(worst) < 100,
         }
     finally:
