@@ -38,7 +38,8 @@ unit: link
 sanity: venv
 	scripts/sanity.sh
 
-integration: stack link k8s
+# The Kubernetes tests run last; their fixture starts the cluster (building it once if needed).
+integration: stack link
 	$(VENV)/bin/pytest -q -n 3 --dist loadfile tests/integration
 
 test:

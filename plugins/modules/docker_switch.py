@@ -107,7 +107,6 @@ options:
     type: float
     default: 10
 seealso:
-  - role: immutable.deploy.rollback
   - module: immutable.deploy.docker_release_info
   - module: immutable.deploy.haproxy_backend
 author:
