@@ -38,8 +38,7 @@ unit: link
 sanity: venv
 	scripts/sanity.sh
 
-# The Kubernetes tests run last; their fixture starts the cluster (building it once if needed).
-integration: stack link
+integration: stack link k8s
 	$(VENV)/bin/pytest -q -n 3 --dist loadfile tests/integration
 
 test:

@@ -87,13 +87,6 @@ K8S_CLUSTER = os.path.join(ROOT, "tests", "k8s", "cluster.sh")
 TEST_LABEL = "immutable-deploy.io/test"
 
 
-def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
-    """Kubernetes tests last: make test builds the cluster's binaries in the background while
-    the Docker and router tests run; the kubeconfig fixture then waits for that build (a file
-    lock in cluster.sh) and starts the cluster."""
-    items.sort(key=lambda item: "kubeconfig" in getattr(item, "fixturenames", ()))
-
-
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
     """The user's KUBECONFIG when that cluster answers, else the harness cluster (started if needed)."""

@@ -1,6 +1,6 @@
 """The canary role on the kubernetes target (replica ratio), on the real cluster.
 
-Its own file so that xdist runs it beside the blue-green and rollback roles' test.
+Its own file, so xdist runs it beside the blue-green and rollback roles' test.
 Traffic decisions are checked through the API only (Service selector, Endpoints, pods).
 """
 from __future__ import annotations
