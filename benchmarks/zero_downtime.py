@@ -58,6 +58,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -351,7 +352,7 @@ def ours(ansible: Ansible, tmp: str, app: str, images: Dict[str, Dict[str, Any]]
         "deploy_wall_s": round(deploy_wall, 3),
         "rollback_wall_s": round(rollback_wall, 3),
         "rollback_without_client_load_wall_s": [round(w, 3) for w in idle_walls],
-        "rollback_without_client_load_median_s": round(sorted(idle_walls)[1], 3),
+        "rollback_without_client_load_median_s": round(statistics.median(idle_walls), 3),
         "noop_playbook_wall_s": round(noop_wall, 3),
         "switch_latency": {"deploy": switch(deploy_tl, t0, t_mid, last_v1_after_deploy),
                            "rollback": switch(rollback_tl, t_mid, t1, last_v2)},

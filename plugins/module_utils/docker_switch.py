@@ -9,21 +9,19 @@ release costs Ansible's start-up plus this one run.
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, Optional
 
 from ansible_collections.immutable.deploy.plugins.module_utils import docker_release
+from ansible_collections.immutable.deploy.plugins.module_utils import image_ref
 from ansible_collections.immutable.deploy.plugins.module_utils import plan
 from ansible_collections.immutable.deploy.plugins.module_utils import release as model
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
-
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def _validate(p: Dict[str, Any]) -> None:
     model.validate_app(p["app"])
     to = p.get("to")
-    if to is not None and not _DIGEST_RE.match(to):
+    if to is not None and not image_ref.is_digest(to):
         try:
             model.validate_release(to)
         except DeployError:

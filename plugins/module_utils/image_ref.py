@@ -88,6 +88,11 @@ def parse(ref: str, option: str = "name") -> ImageRef:
     return ImageRef(registry, repository, tag, digest, explicit)
 
 
+def is_digest(value: str) -> bool:
+    """'sha256:' followed by 64 lowercase hex digits."""
+    return bool(_DIGEST_RE.match(value))
+
+
 def is_moving(tag: str, moving_tags: Iterable[str] = DEFAULT_MOVING_TAGS) -> bool:
     """A tag is moving when it matches one of the deny-list names or glob patterns."""
     return any(fnmatch.fnmatchcase(tag, pattern) for pattern in moving_tags)
