@@ -41,6 +41,14 @@ def inspect_image(client: "docker.APIClient", ref: str) -> Optional[Dict[str, An
         return None
 
 
+def inspect_container(client: "docker.APIClient", ref: str) -> Optional[Dict[str, Any]]:
+    """The container, or None when it is gone (removed between a list and this call)."""
+    try:
+        return client.inspect_container(ref)
+    except NotFound:
+        return None
+
+
 def image_labels(inspected: Optional[Dict[str, Any]]) -> Dict[str, str]:
     if not inspected:
         return {}

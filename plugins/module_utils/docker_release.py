@@ -7,17 +7,17 @@ two operators (or two throwaway AWX runs) always see the same thing.
 """
 from __future__ import annotations
 
-import errno
 import ipaddress
 import re
-import socket
 import time
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.immutable.deploy.plugins.module_utils import docker_engine as engine
+from ansible_collections.immutable.deploy.plugins.module_utils import host_ports
 from ansible_collections.immutable.deploy.plugins.module_utils import image_ref
 from ansible_collections.immutable.deploy.plugins.module_utils import release as model
+from ansible_collections.immutable.deploy.plugins.module_utils import router_check
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 from ansible_collections.immutable.deploy.plugins.module_utils.images import registry_for
 
@@ -90,6 +90,8 @@ def view(app: str, release_id: str, containers: List[Dict[str, Any]]) -> Dict[st
         "containers": items,
         "endpoints": [{"address": i["address"], "port": i["port"]} for i in items
                       if i["status"] == "running" and i["port"]],
+        # False for containers published on ephemeral ports, which change when they restart.
+        "restart_safe": all(host_ports.is_fixed(c) for c in containers),
     }
 
 
@@ -147,27 +149,14 @@ def _engine_is_local(p: Dict[str, Any]) -> bool:
     return not host or host.startswith("unix://") or "127.0.0.1" in host or "localhost" in host
 
 
-def _port_in_use(address: str, port: int) -> bool:
-    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        # SO_REUSEADDR: a port in TIME_WAIT is free for a listener; only a live bind counts.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((address, port))
-        return False
-    except OSError as exc:
-        return exc.errno in (errno.EADDRINUSE, errno.EACCES)
-    finally:
-        sock.close()
-
-
 def _check_ports(p: Dict[str, Any], spec: Dict[str, Any], replicas: List[int]) -> None:
     if not spec["published_ports"] or not _engine_is_local(p):
         return  # a remote engine reports a clash itself; _create cleans up then
     busy = [spec["published_ports"][n - 1] for n in replicas
-            if _port_in_use(spec["bind_address"], spec["published_ports"][n - 1])]
+            if host_ports.port_in_use(spec["bind_address"], spec["published_ports"][n - 1])]
     if busy:
         raise DeployError("Option 'published_ports': host port(s) %s on %s already in use; nothing was created. "
-                          "Choose free ports or omit published_ports to let Docker pick them."
+                          "Choose free ports or omit published_ports to have free ones chosen."
                           % (", ".join(map(str, busy)), spec["bind_address"]),
                           option="published_ports", ports_in_use=busy)
 
@@ -202,12 +191,45 @@ def _check_same_spec(app: str, release_id: str, existing: List[Dict[str, Any]], 
 
 
 # -- changes ------------------------------------------------------------------------------
+def _taken_ports(client) -> List[int]:
+    """Host ports other containers hold now or will take when they start again."""
+    taken = [int(port["PublicPort"]) for summary in client.containers(all=True)
+             for port in summary.get("Ports") or [] if port.get("PublicPort")]
+    for c in _load_all(client):
+        taken.extend(host_ports.bound_ports(c))
+    return taken
+
+
+def _load_all(client) -> List[Dict[str, Any]]:
+    """Every container of every app managed here (stopped ones included)."""
+    found = []
+    for summary in client.containers(all=True, filters={"label": [model.LABEL_APP]}):
+        inspected = engine.inspect_container(client, summary["Id"])
+        if inspected is not None:
+            found.append(inspected)
+    return found
+
+
+def _host_ports(client, p: Dict[str, Any], spec: Dict[str, Any], replicas: List[int],
+                avoid: List[int]) -> Dict[int, int]:
+    """replica -> host port: the given published_ports, else free ones fixed for the container's life."""
+    if not spec["container_port"]:
+        return {}
+    if spec["published_ports"]:
+        return {n: spec["published_ports"][n - 1] for n in replicas}
+    bounds = host_ports.parse_range(p.get("host_port_range"))
+    local = _engine_is_local(p)
+    chosen = host_ports.choose(
+        len(replicas), bounds, _taken_ports(client) + avoid,
+        lambda port: not local or not host_ports.port_in_use(spec["bind_address"], port))
+    return dict(zip(replicas, chosen))
+
+
 def _create(client, app: str, release_id: str, spec: Dict[str, Any], image: str, created: str,
-            replica: int, secret_env: Dict[str, str]) -> str:
+            replica: int, secret_env: Dict[str, str], host_port: Optional[int]) -> str:
     port = spec["container_port"]
     bindings = None
     if port:
-        host_port = spec["published_ports"][replica - 1] if spec["published_ports"] else None
         bindings = {port: (spec["bind_address"], host_port) if host_port else (spec["bind_address"],)}
     policy = {"Name": spec["restart_policy"]}
     if spec["restart_policy"] == "on-failure":
@@ -311,7 +333,7 @@ def _start(client, app, release_id, ids: List[str], p: Dict[str, Any], on_failur
         _undo(client, ids if on_failure == "remove" else started, on_failure, p)
         text = _text(getattr(exc, "explanation", None) or exc)
         clash = "already allocated" in text or "address already in use" in text
-        details = {"option": "published_ports"} if clash else {}
+        details = {"option": "published_ports", "port_clash": True} if clash else {}
         raise DeployError("Starting release %r of app %r failed: %s.%s %s"
                           % (release_id, app, text, " A published port is in use." if clash else "",
                              _undo_text(on_failure, len(ids), p)), **details)
@@ -348,6 +370,7 @@ def ensure(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     release_id = model.validate_release(p["release"])
     if p.get("slot") is not None:
         model.validate_slot(p["slot"])
+    host_ports.parse_range(p.get("host_port_range"))
     state = p["state"]
     client = engine.connect(p["docker_host"], p["docker_timeout"])
     existing = _load(client, app, release_id)
@@ -383,26 +406,46 @@ def ensure(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
         predicted = _predict(app, release_id, spec, image, existing, missing, state) if changed else before
         return _result(changed, predicted, before, predicted)
 
-    new_ids: List[str] = []
     if missing:
         _ensure_image(client, image, p)
-        created = _labels(existing[0]).get(model.LABEL_CREATED) if existing else _now()
-        secret_env = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (p.get("secret_env") or {}).items()}
-        try:
-            for n in missing:
-                new_ids.append(_create(client, app, release_id, spec, image, created, n, secret_env))
-        except APIError as exc:
-            _remove(client, new_ids)
-            raise DeployError("Creating release %r of app %r failed: %s. Nothing was left behind."
-                              % (release_id, app, _text(getattr(exc, "explanation", None) or exc)))
-        if state != "stopped":
-            _start(client, app, release_id, new_ids, p, "remove")
+        _create_missing(client, app, release_id, spec, image, p, existing, missing, state)
     if to_start:
         _start(client, app, release_id, to_start, p, "stop")
     for cid in to_stop:
         client.stop(cid, timeout=STOP_TIMEOUT)
     after = view(app, release_id, _load(client, app, release_id))
     return _result(True, after, before, after)
+
+
+# A concurrent deploy may take a chosen port between the choice and the start.
+PORT_ATTEMPTS = 3
+
+
+def _create_missing(client, app: str, release_id: str, spec: Dict[str, Any], image: str, p: Dict[str, Any],
+                    existing: List[Dict[str, Any]], missing: List[int], state: str) -> None:
+    created = _labels(existing[0]).get(model.LABEL_CREATED) if existing else _now()
+    secret_env = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (p.get("secret_env") or {}).items()}
+    avoid: List[int] = []
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        ports = _host_ports(client, p, spec, missing, avoid)
+        new_ids: List[str] = []
+        try:
+            for n in missing:
+                new_ids.append(_create(client, app, release_id, spec, image, created, n, secret_env, ports.get(n)))
+        except APIError as exc:
+            _remove(client, new_ids)
+            raise DeployError("Creating release %r of app %r failed: %s. Nothing was left behind."
+                              % (release_id, app, _text(getattr(exc, "explanation", None) or exc)))
+        if state == "stopped":
+            return
+        try:
+            _start(client, app, release_id, new_ids, p, "remove")
+            return
+        except DeployError as exc:
+            if not exc.details.get("port_clash") or spec["published_ports"] or attempt == PORT_ATTEMPTS:
+                raise
+            _remove(client, new_ids)  # never started: nothing to inspect even with keep_failed
+            avoid.extend(ports.values())
 
 
 def _now() -> str:
@@ -458,12 +501,33 @@ def info(p: Dict[str, Any]) -> Dict[str, Any]:
         groups.setdefault(_labels(c).get(model.LABEL_RELEASE, ""), []).append(c)
     releases = [view(app, rid, cs) for rid, cs in groups.items()]
     releases.sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
-    weights = _router_weights(p)
+    servers = _haproxy_servers(p) if (p.get("router_kind") or "haproxy") == "haproxy" and p.get("router_socket") \
+        else None
+    weights = _router_weights(p, servers)
     if weights is not None:
         for r in releases:
             r["weight"] = sum(weights.get(_endpoint_key(e["address"], e["port"]), 0) for e in r["endpoints"])
             r["live"] = r["weight"] > 0
-    return {"changed": False, "releases": releases}
+    result: Dict[str, Any] = {"changed": False, "releases": releases}
+    if servers is not None:
+        # Only for a whole app: a view of one release cannot say what another slot should hold.
+        result["router_mismatches"] = [] if p.get("release") else \
+            router_check.mismatches(releases, servers, _owners(client), _endpoint_key)
+    return result
+
+
+def _owners(client) -> Dict[Tuple[str, int], Dict[str, Any]]:
+    """(address, port) -> the managed container that holds it."""
+    owners = {}
+    for c in _load_all(client):
+        labels = _labels(c)
+        owner = {"app": labels.get(model.LABEL_APP), "release": labels.get(model.LABEL_RELEASE),
+                 "slot": labels.get(model.LABEL_SLOT), "replica": int(labels.get(model.LABEL_REPLICA, 0)),
+                 "container": c["Name"].lstrip("/")}
+        address, dummy = _binding(c)
+        for port in host_ports.bound_ports(c):
+            owners[_endpoint_key(address, port)] = owner
+    return owners
 
 
 def _endpoint_key(address: Any, port: Any) -> Tuple[str, int]:
@@ -484,7 +548,8 @@ def _check_router_options(p: Dict[str, Any]) -> None:
                               "router_backend for haproxy, router_upstream_file for nginx." % (wrong, kind), option=wrong)
 
 
-def _router_weights(p: Dict[str, Any]) -> Optional[Dict[Tuple[str, int], int]]:
+def _router_weights(p: Dict[str, Any], servers: Optional[List[Dict[str, Any]]]
+                   ) -> Optional[Dict[Tuple[str, int], int]]:
     """(address, port) -> weight of the router servers that take traffic; None without a router."""
     if (p.get("router_kind") or "haproxy") == "nginx":
         from ansible_collections.immutable.deploy.plugins.module_utils.nginx import active_weights, read_upstream
@@ -493,23 +558,24 @@ def _router_weights(p: Dict[str, Any]) -> Optional[Dict[Tuple[str, int], int]]:
         for key, weight in active_weights(servers).items():
             weights[_endpoint_key(*key)] = weights.get(_endpoint_key(*key), 0) + weight
         return weights
-    return _haproxy_weights(p) if p.get("router_socket") else None
-
-
-def _haproxy_weights(p: Dict[str, Any]) -> Dict[Tuple[str, int], int]:
-    try:
-        from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import Runtime
-    except ImportError:
-        raise DeployError("Option 'router_socket' needs the HAProxy runtime support "
-                          "(plugins/module_utils/haproxy.py), which this installation lacks.", option="router_socket")
-    try:
-        servers = Runtime(p["router_socket"], p["router_timeout"]).servers(p["router_backend"])
-    except DeployError as exc:
-        raise DeployError("Reading HAProxy backend %r at router_socket %r failed: %s"
-                          % (p["router_backend"], p["router_socket"], exc.msg), option="router_socket")
+    if servers is None:
+        return None
     ready: Dict[Tuple[str, int], int] = {}
     for s in servers:
         if s.get("state") == "ready" and s.get("port") is not None:
             key = _endpoint_key(s.get("address"), s["port"])
             ready[key] = ready.get(key, 0) + int(s.get("weight") or 0)
     return ready
+
+
+def _haproxy_servers(p: Dict[str, Any]) -> List[Dict[str, Any]]:
+    try:
+        from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import Runtime
+    except ImportError:
+        raise DeployError("Option 'router_socket' needs the HAProxy runtime support "
+                          "(plugins/module_utils/haproxy.py), which this installation lacks.", option="router_socket")
+    try:
+        return Runtime(p["router_socket"], p["router_timeout"]).servers(p["router_backend"])
+    except DeployError as exc:
+        raise DeployError("Reading HAProxy backend %r at router_socket %r failed: %s"
+                          % (p["router_backend"], p["router_socket"], exc.msg), option="router_socket")

@@ -9,12 +9,13 @@ release costs Ansible's start-up plus this one run.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.immutable.deploy.plugins.module_utils import docker_release
 from ansible_collections.immutable.deploy.plugins.module_utils import image_ref
 from ansible_collections.immutable.deploy.plugins.module_utils import plan
 from ansible_collections.immutable.deploy.plugins.module_utils import release as model
+from ansible_collections.immutable.deploy.plugins.module_utils import router_check
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
 
 
@@ -39,13 +40,16 @@ def _brief(release: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
 
 
 def _haproxy(p: Dict[str, Any], target: Dict[str, Any], live: Optional[Dict[str, Any]],
-             check_mode: bool) -> Dict[str, Any]:
+             check_mode: bool, repairs: List[Dict[str, Any]]) -> Dict[str, Any]:
     from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import apply_backend
     limit = p["router_max_replicas"]
     servers = plan.slot_servers(target["endpoints"], target["slot"], p["weight"], "ready", limit)
     if live and live["slot"] != target["slot"]:
         # The release left stays health-checked in drain: switching back is again one write.
         servers += plan.slot_servers(live["endpoints"], live["slot"], 0, "drain", limit)
+    # Other slots' servers that point at the wrong containers: re-pointed, weight and state kept.
+    written = {s["name"] for s in servers}
+    servers += [r for r in repairs if r["name"] not in written]
     return apply_backend(dict(socket=p["router_socket"], timeout=p["router_timeout"], backend=p["router_backend"],
                               servers=servers, exclusive=False, wait_up=True, up_timeout=p["up_timeout"],
                               wait_drained=bool(live) and p["drain"], drain_timeout=p["drain_timeout"],
@@ -71,17 +75,24 @@ def switch(p: Dict[str, Any], check_mode: bool, diff_mode: bool) -> Dict[str, An
     p = dict(p, router_backend=p.get("router_backend") or p["app"])
     haproxy = p["router_kind"] == "haproxy"
     # info() refuses the options of the other router kind; only this kind's are passed on.
-    releases = docker_release.info(dict(p, release=None,
-                                        router_socket=p["router_socket"] if haproxy else None,
-                                        router_backend=p["router_backend"] if haproxy else None,
-                                        router_upstream_file=None if haproxy else p["router_upstream_file"]))["releases"]
+    read = docker_release.info(dict(p, release=None,
+                                    router_socket=p["router_socket"] if haproxy else None,
+                                    router_backend=p["router_backend"] if haproxy else None,
+                                    router_upstream_file=None if haproxy else p["router_upstream_file"]))
+    releases, wrong = read["releases"], read.get("router_mismatches") or []
+    if wrong and not p.get("to"):
+        # Which release is "previous" is unknowable while the router points at the wrong containers.
+        raise DeployError(router_check.describe(p["app"], wrong) + " Name the release that must be live "
+                          "(option 'to'): the switch then re-points every slot at its own release.",
+                          option="to", router_mismatches=wrong)
     chosen = plan.rollback_plan(releases, p.get("to"))
     target, live = chosen["target"], chosen["live"]
     result: Dict[str, Any] = {"changed": False, "target": target, "previous": live, "started": False,
                               "releases": [_brief(r) for r in releases], "router": {}}
     result["diff"] = {"before": {"live": live["id"] if live else (target["id"] if chosen["noop"] else None)},
                       "after": {"live": target["id"]}}
-    if chosen["noop"] and target["state"] == "running":
+    result["router_mismatches"] = wrong
+    if chosen["noop"] and target["state"] == "running" and not wrong:
         return result
     if target["state"] != "running":
         if not p["start"]:
@@ -95,7 +106,7 @@ def switch(p: Dict[str, Any], check_mode: bool, diff_mode: bool) -> Dict[str, An
                                             keep_failed=False), False)["release"]
         result["target"] = target
     if haproxy:
-        router = _haproxy(p, target, live, check_mode)
+        router = _haproxy(p, target, live, check_mode, router_check.repairs(wrong))
         result["router"] = {k: router[k] for k in ("backend", "changes", "commands", "drained")}
     else:
         router = _nginx(p, target, check_mode, diff_mode)

@@ -30,6 +30,14 @@ extends_documentation_fragment:
   - immutable.deploy.registry
   - immutable.deploy.registry.credentials
 attributes:
+  action_group:
+    description:
+      - C(group/immutable.deploy.docker) in C(module_defaults) sets O(docker_host), O(docker_timeout) for all modules of the group.
+      - C(group/immutable.deploy.registry) in C(module_defaults) sets O(registry_scheme), O(validate_certs), O(moving_tags) for all modules of the group.
+    support: full
+    membership:
+      - immutable.deploy.docker
+      - immutable.deploy.registry
   check_mode:
     support: full
   diff_mode:
@@ -48,7 +56,7 @@ options:
   slot:
     description: Slot of the release. Required to create a release.
     type: str
-    choices: [blue, green]
+    choices: [blue, green, amber]
   image:
     description:
       - C(name@sha256:...), C(name:version) (resolved to its digest), or a local image ID
@@ -66,10 +74,18 @@ options:
     description:
       - Host ports, one per replica, in replica order. Each must be free; the module fails before
         creating anything when one is in use.
-      - When omitted, Docker picks free host ports; they are read back into RV(release.endpoints).
-        Such ports change when a container is restarted.
+      - When omitted, free host ports are chosen from O(host_port_range) and fixed in each container's
+        configuration, so a container keeps its port across engine restarts and host reboots and the
+        router's addresses stay true; they are returned in RV(release.endpoints).
     type: list
     elements: int
+  host_port_range:
+    description:
+      - Range C(<low>-<high>) the host ports are chosen from when O(published_ports) is omitted.
+      - Keep it apart from the kernel's ephemeral range (C(net.ipv4.ip_local_port_range), 32768+ by
+        default), which Docker and outgoing connections use.
+    type: str
+    default: 27000-29999
   bind_address:
     description: Host address the ports are published on.
     type: str
@@ -218,7 +234,7 @@ release:
       type: str
       returned: always
     slot:
-      description: Slot (blue or green).
+      description: Slot (blue, green or amber).
       type: str
       returned: always
     image:
@@ -313,11 +329,12 @@ def main() -> None:
     argument_spec = dict(
         app=dict(type="str", required=True),
         release=dict(type="str", required=True),
-        slot=dict(type="str", choices=["blue", "green"]),
+        slot=dict(type="str", choices=["blue", "green", "amber"]),
         image=dict(type="str"),
         replicas=dict(type="int", default=1),
         container_port=dict(type="int"),
         published_ports=dict(type="list", elements="int"),
+        host_port_range=dict(type="str", default="27000-29999"),
         bind_address=dict(type="str", default="127.0.0.1"),
         env=dict(type="dict", default={}),
         secret_env=dict(type="dict", default={}, no_log=True),

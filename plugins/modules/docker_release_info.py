@@ -18,6 +18,12 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - immutable.deploy.docker
 attributes:
+  action_group:
+    description:
+      - C(group/immutable.deploy.docker) in C(module_defaults) sets O(docker_host), O(docker_timeout) for all modules of the group.
+    support: full
+    membership:
+      - immutable.deploy.docker
   check_mode:
     support: full
   diff_mode:
@@ -94,7 +100,7 @@ releases:
       type: str
       returned: always
     slot:
-      description: Slot (blue or green).
+      description: Slot (blue, green or amber).
       type: str
       returned: always
     image:
@@ -141,6 +147,33 @@ releases:
       description: Sum of the weights of the matching servers that take traffic (as for RV(releases[].live)).
       type: int
       returned: when O(router_socket) or O(router_upstream_file) is given
+    restart_safe:
+      description:
+        - Whether every container has a fixed host port (chosen at creation), so an engine restart or a
+          host reboot gives it the same port and the router's addresses stay true. False for containers
+          published on ephemeral ports (created by older versions), which get new ports when they restart.
+      type: bool
+      returned: always
+router_mismatches:
+  description:
+    - HAProxy servers of a slot (in state ready or drain) whose address is not that slot's release's
+      replica, with C(server), C(slot), C(replica), C(address), C(port), C(state), C(weight), C(expected)
+      (release, address, port; null when the slot holds no release) and C(found) (the managed container
+      at that address: app, release, slot, replica, container; null when none).
+    - Empty when the router and the container labels agree. M(immutable.deploy.docker_switch) with O(immutable.deploy.docker_switch#module:to)
+      re-points such servers.
+  type: list
+  elements: dict
+  returned: when O(router_socket) is given and O(release) is not
+router_slots:
+  description:
+    - The slots a release can occupy behind the router, in the router's order. HAProxy, those its backend
+      has servers for (C(blue), C(green) and C(amber) since the router role has three slots; a router set
+      up earlier has two); nginx routes endpoints, so every slot. Null without a router.
+  type: list
+  elements: str
+  returned: always
+  sample: [blue, green, amber]
 """
 
 from ansible_collections.immutable.deploy.plugins.module_utils.docker_engine import (

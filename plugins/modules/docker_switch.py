@@ -24,6 +24,14 @@ extends_documentation_fragment:
   - immutable.deploy.docker
   - immutable.deploy.lock
 attributes:
+  action_group:
+    description:
+      - C(group/immutable.deploy.docker) in C(module_defaults) sets O(docker_host), O(docker_timeout) for all modules of the group.
+      - C(group/immutable.deploy.lock) in C(module_defaults) sets O(lock) for all modules of the group.
+    support: full
+    membership:
+      - immutable.deploy.docker
+      - immutable.deploy.lock
   check_mode:
     support: full
     details: A stopped target is reported as to be started; its ports, and so the router change, are only known once it runs.
@@ -157,6 +165,14 @@ router:
     - nginx, C(path), C(servers) rendered, C(reloaded) and C(master_pid).
   returned: always
   type: dict
+router_mismatches:
+  description:
+    - HAProxy servers found pointing at containers their slot does not hold (see
+      M(immutable.deploy.docker_release_info)); this run re-pointed them. Without O(to) such a router
+      is refused, naming them, because the previous release cannot be known.
+  returned: always
+  type: list
+  elements: dict
 """
 
 from ansible_collections.immutable.deploy.plugins.module_utils.docker_engine import (

@@ -15,9 +15,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
     Port 0 hands out an ephemeral port, which Docker's own published-port allocation and
     outgoing connections also draw from: between this call and the bind in HAProxy, nginx or
-    a container, another xdist worker could take it.
+    a container, another xdist worker could take it. 27000-29999 is docker_release's default
+    host_port_range, where releases get their fixed host ports.
     """
-    low, high = 20000, 32000
+    low, high = 20000, 26999
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as handle:
             high = min(high, int(handle.read().split()[0]) - 1)

@@ -89,3 +89,20 @@ def test_bad_input_names_the_option_and_touches_nothing(fake, extra, option):
         docker_switch.switch(params(**extra), False, False)
     assert err.value.details.get("option") == option, err.value.msg
     assert not calls["backend"] and not calls["ensure"]
+
+
+def test_a_router_pointing_at_other_containers_is_refused_without_to_and_repaired_with_it(fake, monkeypatch):
+    state, calls = fake
+    releases = [rel("2.0.0", "green", True, port=3002), rel("1.0.0", "blue", False, port=3001)]
+    wrong = [{"server": "blue1", "slot": "blue", "replica": 1, "address": "127.0.0.1", "port": 3002, "state": "ready",
+              "weight": 100, "expected": {"release": "1.0.0", "address": "127.0.0.1", "port": 3001},
+              "found": {"app": "web", "release": "2.0.0", "slot": "green", "replica": 1}}]
+    monkeypatch.setattr(docker_switch.docker_release, "info",
+                        lambda p: {"releases": releases, "router_mismatches": wrong})
+    with pytest.raises(DeployError, match="blue1 .ready, weight 100. -> 127.0.0.1:3002, which is release 2.0.0") as err:
+        docker_switch.switch(params(), False, False)
+    assert err.value.details["option"] == "to" and not calls["backend"]
+    out = docker_switch.switch(params(to="2.0.0"), False, False)  # live already: the repair alone is written
+    assert out["changed"] and out["router_mismatches"] == wrong
+    servers = calls["backend"][0][0]["servers"]
+    assert {"name": "blue1", "address": "127.0.0.1", "port": 3001} in servers

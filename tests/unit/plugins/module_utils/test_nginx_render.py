@@ -184,7 +184,7 @@ def test_release_info_reads_weights_from_the_upstream_file(tmp_path):
     path.write_text(nginx.render("shop", nginx.parse_servers([
         {"address": "127.0.0.1", "port": 1, "weight": 100}, {"address": "::1", "port": 2, "weight": 3},
         {"address": "127.0.0.1", "port": 3, "down": True}])))
-    weights = docker_release._router_weights({"router_kind": "nginx", "router_upstream_file": str(path)})
+    weights = docker_release._router_weights({"router_kind": "nginx", "router_upstream_file": str(path)}, None)
     assert weights == {("127.0.0.1", 1): 100, ("::1", 2): 3}
     assert docker_release._endpoint_key("0:0::1", 2) == ("::1", 2)
     with pytest.raises(DeployError, match="'router_socket' does not apply to router_kind=nginx"):

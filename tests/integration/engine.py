@@ -1,0 +1,86 @@
+"""A Docker engine of the test's own, so a test can stop and start it like a host's engine
+restart without disturbing the shared engine the other tests run on.
+
+dockerd with its own data root, exec root, socket and bridge; no iptables rules (the shared
+engine owns them), so published ports go through docker-proxy on 127.0.0.1. Images come from
+the local registry. Everything it made is removed afterwards.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from typing import Optional
+
+import docker
+
+STATE = os.environ.get("IMMUTABLE_DEPLOY_STATE", "/var/tmp/immutable-deploy")
+
+
+class PrivateEngine:
+    def __init__(self) -> None:
+        uid = uuid.uuid4().hex[:8]
+        self.bridge = "idt%s" % uid
+        self.root = os.path.join(STATE, "engines", uid)
+        self.exec_root = "/run/idt-%s" % uid  # short: containerd's socket paths live under it
+        self.socket = os.path.join(self.root, "docker.sock")
+        self.url = "unix://" + self.socket
+        self.pidfile = os.path.join(self.root, "dockerd.pid")
+        self.log = os.path.join(self.root, "dockerd.log")
+        self.subnet = "10.231.%d" % random.randint(1, 250)
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self, timeout: float = 60) -> None:
+        if not os.path.exists("/sys/class/net/" + self.bridge):
+            subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
+            subprocess.run(["ip", "addr", "add", self.subnet + ".1/24", "dev", self.bridge], check=True)
+            subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
+        os.makedirs(self.root, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["/usr/sbin/dockerd", "--storage-driver", "overlay2", "--data-root", os.path.join(self.root, "data"),
+                 "--exec-root", self.exec_root, "--pidfile", self.pidfile, "-H", self.url,
+                 "--bridge", self.bridge, "--iptables=false", "--ip-masq=false"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("dockerd exited (%s); log %s" % (self.proc.returncode, self.log))
+            try:
+                docker.APIClient(base_url=self.url, version="auto", timeout=5).ping()
+                return
+            except Exception:  # pylint: disable=broad-except
+                time.sleep(0.2)
+        raise RuntimeError("dockerd did not answer within %ss; log %s" % (timeout, self.log))
+
+    def stop(self, timeout: float = 60) -> None:
+        """What a package upgrade or a shutdown does: SIGTERM, dockerd stops its containers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout)
+
+    def client(self) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.url, version="auto", timeout=60)
+
+    def destroy(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                client = self.client()
+                for container in client.containers.list(all=True):
+                    container.remove(force=True)
+            except Exception:  # pylint: disable=broad-except
+                pass
+            self.stop()
+        subprocess.run(["ip", "link", "del", self.bridge], check=False, stderr=subprocess.DEVNULL)
+        # dockerd unmounts its layers on a clean stop; anything left would keep rmtree from finishing.
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            left = [line.split()[1] for line in mounts if line.split()[1].startswith((self.root, self.exec_root))]
+        for mount in sorted(left, reverse=True):
+            subprocess.run(["umount", "-l", mount], check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.exec_root, ignore_errors=True)
