@@ -22,7 +22,8 @@ STATE = os.environ.get("IMMUTABLE_DEPLOY_STATE", "/var/tmp/immutable-deploy")
 
 
 class PrivateEngine:
-    def __init__(self) -> None:
+    def __init__(self, live_restore: bool = False) -> None:
+        self.live_restore = live_restore
         uid = uuid.uuid4().hex[:8]
         self.bridge = "idt%s" % uid
         self.root = os.path.join(STATE, "engines", uid)
@@ -44,7 +45,8 @@ class PrivateEngine:
             self.proc = subprocess.Popen(
                 ["/usr/sbin/dockerd", "--storage-driver", "overlay2", "--data-root", os.path.join(self.root, "data"),
                  "--exec-root", self.exec_root, "--pidfile", self.pidfile, "-H", self.url,
-                 "--bridge", self.bridge, "--iptables=false", "--ip-masq=false"],
+                 "--bridge", self.bridge, "--iptables=false", "--ip-masq=false"]
+                + (["--live-restore"] if self.live_restore else []),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
