@@ -7,13 +7,14 @@ which router servers a release occupies are decided here, in tested Python.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from ansible.errors import AnsibleFilterError
+from ansible.utils.display import Display
 
 from ansible_collections.immutable.deploy.plugins.module_utils import plan
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
-from ansible_collections.immutable.deploy.plugins.module_utils.plan import SLOTS
+from ansible_collections.immutable.deploy.plugins.module_utils.plan import CLASSIC_SLOTS
 
 
 def _planned(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -29,42 +30,16 @@ def _planned(func: Callable[..., Any]) -> Callable[..., Any]:
 
 rollback_plan = _planned(plan.rollback_plan)
 slot_servers = _planned(plan.slot_servers)
-_live = plan.live_release
+_blue_green_plan = _planned(plan.blue_green_plan)
 
 
-def blue_green_plan(releases: List[Dict[str, Any]], release: str, keep: int = 2) -> Dict[str, Any]:
-    """Where the new release goes and what has to make room for it.
-
-    releases: docker_release_info's list (newest first) annotated with live/weight.
-    Returns live (release or None), slot (for the new release), reuse (the release
-    already exists in that slot), noop (it is already the only live release),
-    retire_first (ids occupying the target slot that must go first) and
-    retire_after (ids beyond the keep policy once the switch is done).
-    """
-    if keep < 1:
-        raise AnsibleFilterError("keep must be at least 1, got %r" % keep)
-    live = _live(releases)
-    wanted = next((r for r in releases if r["id"] == release), None)
-    if wanted is not None:
-        slot = wanted["slot"]
-    elif live is not None:
-        slot = SLOTS[1 - SLOTS.index(live["slot"])]
-    else:
-        slot = SLOTS[0]
-    if live is not None and slot == live["slot"] and (wanted is None or wanted["id"] != live["id"]):
-        raise AnsibleFilterError("release %s sits in slot %s, which serves the live release %s; "
-                                 "deploy it under a new release id" % (release, slot, live["id"]))
-    others_live = [r for r in releases if r.get("live") and r["id"] != release]
-    noop = wanted is not None and wanted.get("live") and not others_live and wanted.get("state") == "running"
-    retire_first = [r["id"] for r in releases if r["slot"] == slot and r["id"] != release]
-    # After the switch: the new release, then the previous live one; beyond keep, retire.
-    # Mid-switch (a killed run) another release may still take traffic: it is the one to leave.
-    previous = _live([r for r in releases if r.get("live") and r["id"] != release])
-    kept = [release] + ([previous["id"]] if previous else [])
-    retire_after = [r["id"] for r in releases if r["id"] not in kept[:keep] and r["id"] not in retire_first]
-    return {"live": live, "slot": slot, "reuse": wanted is not None, "noop": bool(noop),
-            "retire_first": retire_first, "retire_after": retire_after,
-            "previous": previous}
+def blue_green_plan(releases: List[Dict[str, Any]], release: str, keep: int = 2,
+                    slots: Optional[List[str]] = None) -> Dict[str, Any]:
+    """plan.blue_green_plan; its warning (too few router slots) is shown as an Ansible warning."""
+    planned = _blue_green_plan(releases, release, keep, slots)
+    if planned["warning"]:
+        Display().warning(planned["warning"])
+    return planned
 
 
 def release_id(image: str) -> str:
@@ -132,7 +107,11 @@ def with_haproxy(metrics: List[Dict[str, Any]], socket: str, backend: str, canar
 
 
 def other_slot(slot: str) -> str:
-    return SLOTS[1 - SLOTS.index(slot)]
+    """blue <-> green; with a third slot "the other one" is ambiguous: blue_green_plan chooses."""
+    if slot not in CLASSIC_SLOTS:
+        raise AnsibleFilterError("other_slot: %r has no single other slot; accepted: %s"
+                                 % (slot, " or ".join(CLASSIC_SLOTS)))
+    return CLASSIC_SLOTS[1 - CLASSIC_SLOTS.index(slot)]
 
 
 class FilterModule:

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ansible_collections.immutable.deploy.plugins.module_utils import docker_engine as engine
 from ansible_collections.immutable.deploy.plugins.module_utils import host_ports
 from ansible_collections.immutable.deploy.plugins.module_utils import image_ref
+from ansible_collections.immutable.deploy.plugins.module_utils import plan
 from ansible_collections.immutable.deploy.plugins.module_utils import release as model
 from ansible_collections.immutable.deploy.plugins.module_utils import router_check
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
@@ -508,7 +509,8 @@ def info(p: Dict[str, Any]) -> Dict[str, Any]:
         for r in releases:
             r["weight"] = sum(weights.get(_endpoint_key(e["address"], e["port"]), 0) for e in r["endpoints"])
             r["live"] = r["weight"] > 0
-    result: Dict[str, Any] = {"changed": False, "releases": releases}
+    result: Dict[str, Any] = {"changed": False, "releases": releases,
+                              "router_slots": plan.router_slots(p.get("router_kind"), servers)}
     if servers is not None:
         # Only for a whole app: a view of one release cannot say what another slot should hold.
         result["router_mismatches"] = [] if p.get("release") else \

@@ -29,7 +29,9 @@ LABEL_REPLICAS = PREFIX + "replicas"
 LABEL_SPEC = PREFIX + "spec"
 LABEL_SPEC_FIELDS = PREFIX + "spec-fields"
 
-SLOTS = ("blue", "green")
+# Router slots a release can occupy; the third lets a deploy start beside both the live and
+# the warm release, so a failed deploy never costs the way back.
+SLOTS = ("blue", "green", "amber")
 SPEC_SCHEME = "v1"
 # Fields in the order errors list them; identity (app, release) is not part of the spec.
 SPEC_FIELDS = ("slot", "digest", "replicas", "container_port", "published_ports", "bind_address",
@@ -60,7 +62,7 @@ def validate_release(release: Any) -> str:
 
 def validate_slot(slot: Any) -> str:
     if slot not in SLOTS:
-        raise invalid_option("slot", slot, " or ".join(SLOTS))
+        raise invalid_option("slot", slot, "%s or %s" % (", ".join(SLOTS[:-1]), SLOTS[-1]))
     return slot
 
 

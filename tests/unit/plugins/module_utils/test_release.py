@@ -42,8 +42,8 @@ def test_invalid_releases(rid):
 
 
 def test_slots():
-    assert model.validate_slot("green") == "green"
-    with pytest.raises(DeployError, match="blue or green"):
+    assert model.validate_slot("green") == "green" and model.validate_slot("amber") == "amber"
+    with pytest.raises(DeployError, match="blue, green or amber"):
         model.validate_slot("purple")
 
 
