@@ -17,6 +17,19 @@ canary_analysis {interval: S, count: 1, metrics: [haproxy error_ratio, min_reque
 The analysis must fail and the role must abort. The role is wrapped in block/rescue so the run ends rc 0
 and the rescue writes the failure message and the verdict to a file; "aborted" in the JSON is read from
 there (and from HAProxy), the wall time includes that one extra task (a few tens of ms).
+With --abort-by both (the default) that canary run is done twice on the same router and stable: first
+with canary_abort_from_analysis false (the role's abort task writes the weights, the earlier path), then
+with the role's default (release_analysis writes them itself, in the process that decided). Each run's
+figures are under canary_abort_by_role / canary_abort_by_analysis.
+
+Decision to weight 0 (decision_to_weight0): the verdict's moment is decided_at from release_analysis'
+result (CLOCK_MONOTONIC of the module's process); weight 0 is seen from outside by the runtime poller below
+(external_upper_ms = first poll without canary weight - decided_at; external_lower_ms = last poll with it -
+decided_at). module_latency_ms is the module's own figure (decision to HAProxy having answered the write).
+Canary answers after the decision are counted from the load's events: requests sent after decided_at that
+the canary still answered (the exposure the abort latency causes), answers received after it (adds the
+requests in flight at the decision), and requests sent after the weight-0 write that the canary answered
+(should be 0).
 
 Timing: time.monotonic() is system-wide, so the load threads, the poller and Ansible share one clock.
 - A thread polls 'show servers state' every ~2 ms and notes each change of the set of (server, weight)
@@ -32,9 +45,11 @@ Goals (booleans in the JSON):
 - failed share of all requests during the canary run <= step weight (5%) x the canary's own measured
   failure rate + 0.5 percentage point; also reported for the exposure window alone (requests sent between
   weight set and abort), which is the stricter reading;
-- abort within one analysis interval + 2 s of the weight set.
+- abort within one analysis interval + 2 s of the weight set;
+- decision to weight 0 under 100 ms, seen from outside (external_upper_ms), for the analysis' own abort.
 
-Run: .venv/bin/python benchmarks/canary_exposure.py [--threads N] [--interval S]  (after `make stack link`)
+Run: .venv/bin/python benchmarks/canary_exposure.py [--threads N] [--interval S] [--abort-by analysis|role|both]
+(after `make stack link`)
 Everything created (router, containers labelled io.immutable-deploy.app=<app>, images, registry manifests,
 temp dirs) is removed at the end.
 """
@@ -157,8 +172,8 @@ def canary_tasks(tl: List[Dict[str, Any]]) -> Dict[str, Optional[float]]:
             "abort": start("Give stable", "haproxy_backend")}
 
 
-def scenario(ansible: Ansible, tmp: str, app: str, images: Dict[str, str], threads: int,
-             interval: float) -> Dict[str, Any]:
+def setup(ansible: Ansible, tmp: str, app: str, images: Dict[str, str]) -> Dict[str, Any]:
+    """Router for a fresh app and the good v1 deployed as stable (no load)."""
     state = os.path.join(tmp, "router")
     port, preview = free_port(), free_port()
     router_vars = {"router_app": app, "router_bind": "127.0.0.1:%d" % port,
@@ -168,34 +183,42 @@ def scenario(ansible: Ansible, tmp: str, app: str, images: Dict[str, str], threa
                "blue_green_router_bind": "127.0.0.1:%d" % port, "blue_green_router_preview_bind": "127.0.0.1:%d" % preview,
                "blue_green_lock_dir": os.path.join(tmp, "locks"), "blue_green_watch_seconds": 2,
                "blue_green_healthcheck": {"type": "http", "path": "/health", "interval": 1}}
-    canary_vars = {"canary_app": app, "canary_image": images[BAD], "canary_router_state_dir": state,
-                   "canary_router_preview_bind": "127.0.0.1:%d" % preview, "canary_lock_dir": os.path.join(tmp, "locks"),
-                   "canary_healthcheck": {"type": "http", "path": "/health", "interval": 1},
-                   "canary_steps": [{"weight": STEP_WEIGHT}, {"weight": 100}],
-                   "canary_analysis": {"interval": interval, "count": 1, "metrics": [
-                       {"name": "error-ratio", "provider": "haproxy", "query": "error_ratio", "min_requests": 20,
-                        "success": "result <= 0.01"}]}}
-    outcome_file = os.path.join(tmp, "canary-outcome.json")
-    canary_play = [{"name": "canary", "block": role("canary", canary_vars), "rescue": [
-        {"name": "Record why the canary run failed", "ansible.builtin.copy": {"dest": outcome_file, "content": (
-            "{{ {'failed_task': ansible_failed_task.name, 'msg': ansible_failed_result.msg | default(''),"
-            " 'canary_result': canary_result | default(none), 'verdict': canary_verdict | default(none)} | to_json }}")}}]}]
-
     ansible.router_vars = router_vars  # cleanup removes the router even when a later step fails
     log("router for %s on 127.0.0.1:%d" % (app, port))
     ansible.play("router", role("router", router_vars))
     log("deploy %s (good, stable; no load yet)" % V1)
     ansible.play("deploy-v1", role("blue_green", bg_vars))
     wait_version(port, V1)
+    return {"app": app, "state": state, "port": port, "preview": preview}
+
+
+def scenario(ansible: Ansible, tmp: str, ctx: Dict[str, Any], images: Dict[str, str], threads: int,
+             interval: float, mode: str) -> Dict[str, Any]:
+    """One canary run of the bad v2 under load; mode 'analysis' (the analysis writes the abort the moment
+    it decides, canary_abort_from_analysis) or 'role' (the role's abort task does, the earlier path)."""
+    app, state = ctx["app"], ctx["state"]
+    canary_vars = {"canary_app": app, "canary_image": images[BAD], "canary_router_state_dir": state,
+                   "canary_router_preview_bind": "127.0.0.1:%d" % ctx["preview"], "canary_lock_dir": os.path.join(tmp, "locks"),
+                   "canary_healthcheck": {"type": "http", "path": "/health", "interval": 1},
+                   "canary_steps": [{"weight": STEP_WEIGHT}, {"weight": 100}],
+                   "canary_abort_from_analysis": mode == "analysis",
+                   "canary_analysis": {"interval": interval, "count": 1, "metrics": [
+                       {"name": "error-ratio", "provider": "haproxy", "query": "error_ratio", "min_requests": 20,
+                        "success": "result <= 0.01"}]}}
+    outcome_file = os.path.join(tmp, "canary-outcome-%s.json" % mode)
+    canary_play = [{"name": "canary", "block": role("canary", canary_vars), "rescue": [
+        {"name": "Record why the canary run failed", "ansible.builtin.copy": {"dest": outcome_file, "content": (
+            "{{ {'failed_task': ansible_failed_task.name, 'msg': ansible_failed_result.msg | default(''),"
+            " 'canary_result': canary_result | default(none), 'verdict': canary_verdict | default(none)} | to_json }}")}}]}]
 
     watch = ServerWatch(os.path.join(state, "haproxy.sock"), app)
     stable_slots = {slot_of(name) for name, dummy in watch.live_set()}
     watch.start()
-    with EventLoad(port, path=FLAKY, threads=threads) as load:
+    with EventLoad(ctx["port"], path=FLAKY, threads=threads) as load:
         time.sleep(1)
         t0 = time.monotonic()
-        log("canary of %s (bad) under load (%d threads, %s), analysis interval %s s" % (BAD, threads, FLAKY, interval))
-        wall, tl = ansible.play("canary", canary_play)
+        log("[%s] canary of %s (bad) under load (%d threads, %s), analysis interval %s s" % (mode, BAD, threads, FLAKY, interval))
+        wall, tl = ansible.play("canary-" + mode, canary_play)
         t1 = time.monotonic()
         time.sleep(1)
     watch.stop()
@@ -219,6 +242,10 @@ def scenario(ansible: Ansible, tmp: str, app: str, images: Dict[str, str], threa
         with open(outcome_file, encoding="utf-8") as handle:
             outcome = json.load(handle)
     verdict = outcome.get("verdict") or {}
+    written = verdict.get("abort") or {}
+    # The verdict's moment from the module's own result (CLOCK_MONOTONIC is system-wide, so it
+    # compares with this process' polls and load timestamps).
+    decided = verdict.get("decided_at")
     whole = tally(events)
     run_window = tally([e for e in events if t0 <= e[1] <= t1])
     exposure = tally([e for e in events if weight_set and abort and weight_set <= e[0] <= abort])
@@ -228,12 +255,34 @@ def scenario(ansible: Ansible, tmp: str, app: str, images: Dict[str, str], threa
     def since(start: Optional[float], end: Optional[float]) -> Optional[float]:
         return round(end - start, 3) if start is not None and end is not None else None
 
+    def after(moment: Optional[float], index: int) -> Optional[int]:
+        """Canary answers whose request was sent (index 0) or answered (index 1) after moment."""
+        return sum(1 for e in canary_events if e[index] > moment) if moment is not None else None
+
+    deciding = ((verdict.get("measurements") or [{}])[-1].get("metrics") or {}).get("error-ratio") or {}
     return {
+        "abort_by": mode,
         "aborted": bool(outcome) and (outcome.get("canary_result") or {}).get("outcome") == "aborted",
         "abort_message": outcome.get("msg"),
         "analysis": {"verdict": verdict.get("verdict"), "reason": verdict.get("reason"),
                      "elapsed_s": verdict.get("elapsed"),
                      "measured": [r.get("metrics") for r in verdict.get("measurements") or []]},
+        "decision_to_weight0": {
+            "how": ("decided_at from the module result; weight 0 seen from outside by polling the runtime API "
+                    "(between the last poll with canary weight and the first without it)"),
+            "external_upper_ms": ms(off[1] - decided) if off and decided is not None else None,
+            "external_lower_ms": ms(off[0] - decided) if off and decided is not None else None,
+            "module_latency_ms": written.get("latency_ms"),  # decision -> HAProxy answered the write, same process
+            "written_by_analysis": bool(written.get("written")),
+            "commands_written": len(written.get("commands") or []) if written.get("written") else 0,
+            "poll_bound_ms": ms(off[1] - off[0]) if off else None,
+            "canary_requests_that_decided": deciding.get("requests"),
+            "canary_answers_to_requests_sent_after_decision": after(decided, 0),
+            "canary_answers_received_after_decision": after(decided, 1),
+            "canary_answers_to_requests_sent_after_weight0": after(written.get("written_at") or (off[1] if off else None), 0),
+            "decision_to_last_canary_answer_ms": ms(last_canary - decided) if last_canary and decided is not None else None,
+            "decision_to_abort_task_start_ms": ms(tasks["abort"] - decided) if tasks["abort"] and decided is not None else None,
+        },
         "canary_run_wall_s": round(wall, 3),
         "requests_during_canary_run": run_window,
         "requests_during_exposure": dict(exposure, window="requests sent between weight set and abort"),
@@ -268,29 +317,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=8, help="load threads (keep-alive connections)")
     parser.add_argument("--interval", type=float, default=5, help="canary_analysis interval in seconds")
+    parser.add_argument("--abort-by", choices=["analysis", "role", "both"], default="both",
+                        help="who writes the abort: the analysis when it decides (the default of the role), the role's "
+                             "abort task (canary_abort_from_analysis: false), or one run of each on the same router")
     opts = parser.parse_args()
     link_collection()
     uid = uuid.uuid4().hex[:8]
     app, repo = "ce-%s" % uid, "%s/bench-ce-%s/app" % (zd.REGISTRY, uid)
     tmp = tempfile.mkdtemp(prefix="ce-")
     ansible = Ansible(tmp)
+    modes = ["role", "analysis"] if opts.abort_by == "both" else [opts.abort_by]
     result: Dict[str, Any] = {"loadavg_at_start": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count()}
     try:
         log("build and push %s (good) and %s (bad) to %s" % (V1, BAD, repo))
         images = build_images(tmp, repo)
         result.update({"load": "tests/integration/net.py Load, %d threads, GET %s keep-alive" % (opts.threads, FLAKY),
                        "images": images, "canary_steps": [STEP_WEIGHT, 100], "analysis_interval_s": opts.interval})
-        result["canary"] = figures = scenario(ansible, tmp, app, images, opts.threads, opts.interval)
+        ctx = setup(ansible, tmp, app, images)
+        for mode in modes:
+            result["canary_abort_by_" + mode] = figures = scenario(ansible, tmp, ctx, images, opts.threads, opts.interval, mode)
+            share, bound = figures["requests_during_canary_run"]["failed_share"], figures["failed_share_bound"]
+            exposed = figures["requests_during_exposure"]["failed_share"]
+            abort_s = figures["timing_s"]["abort_after_weight_set"]
+            latency = figures["decision_to_weight0"]["external_upper_ms"]
+            figures["goals"] = {
+                "aborted": figures["aborted"],
+                "failed_share_within_bound": share is not None and bound is not None and share <= bound,
+                "failed_share_within_bound_exposure_window": exposed is not None and bound is not None and exposed <= bound,
+                "abort_within_interval_plus_2s": abort_s is not None and abort_s <= opts.interval + 2,
+                "decision_to_weight0_under_100ms": latency is not None and latency < 100,
+            }
         result["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
-        share, bound = figures["requests_during_canary_run"]["failed_share"], figures["failed_share_bound"]
-        exposed = figures["requests_during_exposure"]["failed_share"]
-        abort_s = figures["timing_s"]["abort_after_weight_set"]
-        result["goals"] = {
-            "aborted": figures["aborted"],
-            "failed_share_within_bound": share is not None and bound is not None and share <= bound,
-            "failed_share_within_bound_exposure_window": exposed is not None and bound is not None and exposed <= bound,
-            "abort_within_interval_plus_2s": abort_s is not None and abort_s <= opts.interval + 2,
-        }
+        if "analysis" in modes:
+            result["goals"] = result["canary_abort_by_analysis"]["goals"]
     finally:
         log("cleanup")
         cleanup(ansible, app, repo)

@@ -151,6 +151,15 @@ class Runtime:
             raise DeployError("HAProxy refused %r: %s" % (cmd, answer.strip()), command=cmd, answer=answer.strip())
         return answer
 
+    def batch(self, cmds: List[str]) -> str:
+        """Send the commands in one write (HAProxy runs them back to back); raise when any is refused."""
+        answer = self.raw(";".join(cmds))
+        bad = [line for line in answer.splitlines() if _ERROR_RE.match(line.strip())]
+        if bad:
+            raise DeployError("HAProxy refused part of %r: %s" % (";".join(cmds), "; ".join(bad)),
+                              commands=cmds, answer=answer.strip())
+        return answer
+
     def backends(self) -> List[str]:
         return [line.strip() for line in self.command("show backend").splitlines()
                 if line.strip() and not line.startswith("#")]
@@ -334,11 +343,7 @@ def _already_up(current: List[Dict[str, Any]], requested: set, to_ready: List[Di
 
 def _run(runtime: Runtime, cmds: List[str], applied: List[str], batch: bool = False) -> None:
     if batch and len(cmds) > 1:
-        answer = runtime.raw(";".join(cmds))
-        bad = [line for line in answer.splitlines() if _ERROR_RE.match(line.strip())]
-        if bad:
-            raise DeployError("HAProxy refused part of %r: %s" % (";".join(cmds), "; ".join(bad)),
-                              commands=cmds, answer=answer.strip())
+        runtime.batch(cmds)
         return
     for done, cmd in enumerate(cmds):
         try:

@@ -90,16 +90,64 @@ def test_healthy_canary_promotes_through_every_step(play, stable, images):
     assert releases["2.0.0"]["live"] and releases["1.0.0"]["state"] == "running" and not releases["1.0.0"]["live"]
 
 
-def test_bad_canary_aborts_at_the_first_step_and_stable_is_restored(play, stable, images):
-    with Load(stable["port"], path=FLAKY) as load:
-        run = canary(play, stable, image=images["6.6.6"], canary_steps=[{"weight": 25}, {"weight": 100}])
+class SentLoad(Load):
+    """Also notes when the request behind each answer was sent (monotonic, comparable with the module's clock)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.last_canary_sent = 0.0
+
+    def _answer(self, sent: float, now: float, status: int, body: str) -> None:
+        super()._answer(sent, now, status, body)
+        if body != "1.0.0":  # the bad canary's answers: its version or a 500
+            self.last_canary_sent = max(self.last_canary_sent, sent)
+
+
+ABORT_TASKS = ("Give stable all traffic back and take the canary out (weight 0 first, then drained)",
+               "Take the canary off the preview frontend")
+
+
+@pytest.mark.parametrize("from_analysis", [True, False], ids=["abort-by-analysis", "abort-by-role"])
+def test_bad_canary_aborts_at_the_first_step_and_stable_is_restored(play, stable, images, from_analysis):
+    with SentLoad(stable["port"], path=FLAKY) as load:
+        run = canary(play, stable, image=images["6.6.6"], canary_steps=[{"weight": 25}, {"weight": 100}],
+                     canary_abort_from_analysis=from_analysis)
         after_abort = load.snapshot()
     assert run.rc != 0
     assert "aborted, 1.0.0 serves all traffic" in run.stdout and "analysis failed at step 0 (25%)" in run.stdout
     analyses = [r for r in run.rows if r["action"] == "immutable.deploy.release_analysis"]
     assert len(analyses) == 1 and analyses[0]["result"]["verdict"] == "fail"
+    verdict = analyses[0]["result"]
+    safety_net = {row["task"].split(" : ")[-1]: row for row in run.rows if row["action"] == "immutable.deploy.haproxy_backend"
+                  and row["task"].split(" : ")[-1] in ABORT_TASKS}
+    assert set(safety_net) == set(ABORT_TASKS) and all(r["status"] == "ok" for r in safety_net.values())
+    if from_analysis:
+        # The analysis process decided and wrote the abort itself, before it returned ...
+        abort = verdict["abort"]
+        assert verdict["changed"] is True and abort["written"] is True and abort["reason"] == "verdict fail", abort
+        assert "error" not in abort and isinstance(abort["pid"], int)
+        assert abort["decided_at"] == verdict["decided_at"] and abort["written_at"] >= abort["decided_at"]
+        assert [b["backend"] for b in abort["backends"]] == [stable["app"], stable["app"] + "_preview"]
+        slot = {srv["name"]: srv["name"].rstrip("0123456789") for srv in abort["backends"][0]["servers"]}
+        stable_slot = {slot[srv["name"]] for srv in abort["backends"][0]["servers"] if srv["weight"]}
+        assert len(stable_slot) == 1 and len(set(slot.values())) == 2, abort  # stable's slot and the canary's
+        for srv in abort["backends"][0]["servers"]:
+            if slot[srv["name"]] not in stable_slot:
+                assert (srv["weight"], srv["state"]) == (0, "maint"), srv
+            elif srv["weight"]:
+                assert (srv["weight"], srv["state"]) == (100, "ready"), srv
+        assert all((srv["weight"], srv["state"]) == (0, "maint") for srv in abort["backends"][1]["servers"])
+        # ... so the role's abort, the safety net, found nothing left to change,
+        assert not any(r["result"]["changed"] for r in safety_net.values()), safety_net
+        # and no request sent once the write was done reached the canary.
+        assert load.last_canary_sent < abort["written_at"]
+        assert "stable got all traffic back" in run.stdout and "(written by the analysis)" in run.stdout
+    else:
+        assert "abort" not in verdict and verdict["changed"] is False
+        assert safety_net[ABORT_TASKS[0]]["result"]["changed"] is True
     assert set(info(play, stable)) == {"1.0.0"}
     assert served(stable) == {"1.0.0"}
+    assert {get_with(stable["port"], {"X-Canary": "always"}) for dummy in range(5)} == {"1.0.0"}
     # Exposure: only the canary's share of requests failed, never stable's.
     assert after_abort["errors"].get("status 500", 0) > 0
     assert set(after_abort["errors"]) == {"status 500"}, after_abort
