@@ -19,6 +19,12 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - immutable.deploy.lock
 attributes:
+  action_group:
+    description:
+      - C(group/immutable.deploy.lock) in C(module_defaults) sets O(lock) for all modules of the group.
+    support: full
+    membership:
+      - immutable.deploy.lock
   check_mode:
     support: full
   diff_mode:

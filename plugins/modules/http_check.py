@@ -16,6 +16,10 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
+  action_group:
+    description: Not in any action group; it shares no option with the other modules.
+    support: none
+    membership: []
   check_mode:
     support: full
     details: Requests are read-only and are sent in check mode too.

@@ -22,6 +22,14 @@ extends_documentation_fragment:
   - immutable.deploy.registry
   - immutable.deploy.registry.credentials
 attributes:
+  action_group:
+    description:
+      - C(group/immutable.deploy.docker) in C(module_defaults) sets O(docker_host), O(docker_timeout) for all modules of the group.
+      - C(group/immutable.deploy.registry) in C(module_defaults) sets O(registry_scheme), O(validate_certs), O(moving_tags) for all modules of the group.
+    support: full
+    membership:
+      - immutable.deploy.docker
+      - immutable.deploy.registry
   check_mode:
     support: full
   diff_mode:

@@ -18,6 +18,12 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - immutable.deploy.registry
 attributes:
+  action_group:
+    description:
+      - C(group/immutable.deploy.registry) in C(module_defaults) sets O(registry_scheme), O(validate_certs), O(moving_tags) for all modules of the group.
+    support: full
+    membership:
+      - immutable.deploy.registry
   check_mode:
     support: full
   diff_mode:

@@ -44,6 +44,14 @@ extends_documentation_fragment:
   - immutable.deploy.registry
   - immutable.deploy.registry.credentials
 attributes:
+  action_group:
+    description:
+      - C(group/immutable.deploy.k8s) in C(module_defaults) sets O(kubeconfig), O(context), O(namespace), O(request_timeout) for all modules of the group.
+      - C(group/immutable.deploy.registry) in C(module_defaults) sets O(registry_scheme), O(validate_certs), O(moving_tags) for all modules of the group.
+    support: full
+    membership:
+      - immutable.deploy.k8s
+      - immutable.deploy.registry
   check_mode:
     support: full
   diff_mode:
@@ -330,8 +338,8 @@ pods:
 """
 
 from ansible_collections.immutable.deploy.plugins.module_utils.images import MOVING_TAGS_ARG, REGISTRY_ARGS
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_common import K8S_ARGS, K8S_IMPORT_ERROR
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_release import ensure
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.release import ensure
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 

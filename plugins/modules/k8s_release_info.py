@@ -18,6 +18,12 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - immutable.deploy.k8s
 attributes:
+  action_group:
+    description:
+      - C(group/immutable.deploy.k8s) in C(module_defaults) sets O(kubeconfig), O(context), O(namespace), O(request_timeout) for all modules of the group.
+    support: full
+    membership:
+      - immutable.deploy.k8s
   check_mode:
     support: full
   diff_mode:
@@ -132,8 +138,8 @@ preview_service:
   type: dict
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_common import K8S_ARGS, K8S_IMPORT_ERROR
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_releases import info
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.release import info
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 
