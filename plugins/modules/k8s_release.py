@@ -338,8 +338,8 @@ pods:
 """
 
 from ansible_collections.immutable.deploy.plugins.module_utils.images import MOVING_TAGS_ARG, REGISTRY_ARGS
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s.release import ensure
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s_common import K8S_ARGS, K8S_IMPORT_ERROR
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s_release import ensure
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 

@@ -138,8 +138,8 @@ preview_service:
   type: dict
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s.release import info
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s_common import K8S_ARGS, K8S_IMPORT_ERROR
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s_releases import info
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 

@@ -260,8 +260,8 @@ api_version:
   type: str
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s.traffic import apply
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s_common import K8S_ARGS, K8S_IMPORT_ERROR
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s_traffic import apply
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 

@@ -31,6 +31,9 @@ description:
     without O(metrics[].haproxy.stable)), V(requests), V(stable_requests). V(http), V(prometheus): V(result).
     V(command): V(exit_code), V(output) (stdout, stripped), V(result) (stdout as a number, else V(None)).'
   - Runs on the target, so a router or endpoint bound to 127.0.0.1 there is reachable.
+  - With O(abort), a verdict V(fail) also gives stable all the traffic back, written by this module the moment it
+    decides (HAProxy runtime API, precomputed commands, one write), not by a later task; C(abort) in the result
+    gives the decision and write times and what was written. Without O(abort) the module only reads.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -40,10 +43,13 @@ attributes:
     membership: []
   check_mode:
     support: full
-    details: The analysis is read-only (it only reads stats and endpoints and runs the given commands), so it runs in check mode too.
+    details:
+      - The analysis is read-only (it only reads stats and endpoints and runs the given commands), so it runs in check mode too.
+      - With O(abort), check mode reports the abort it would write on a verdict V(fail) (C(changed)) and writes nothing.
   diff_mode:
-    support: none
-    details: Nothing is changed, so there is no diff.
+    support: full
+    details: Only the O(abort) write changes anything; its diff is the listed servers' address, port, weight and state
+      as read before the first measurement and as written.
   platform:
     platforms: posix
 options:
@@ -187,6 +193,70 @@ options:
             description: Seconds the command may run; longer makes the measurement inconclusive.
             type: float
             default: 10
+  abort:
+    description:
+      - What to write to an HAProxy router when the verdict is V(fail), in this module's process right after the
+        verdict, before the module returns (a later task would leave the canary serving for a module start-up or more).
+      - Checked before the first measurement (socket reachable, backends and servers known, weights and states valid);
+        bad input fails at once and nothing is measured or changed. The runtime commands are computed then, so the
+        abort itself is one write with no read before it.
+      - Weight and state of every listed server are written as given (absolute, so the write is right even when
+        something changed during the analysis); address and port only when they differ. Servers that take traffic
+        are written first, then the ones leaving, so no backend is ever empty in between.
+      - A failed write does not fail the module by itself; C(abort.error) says why, and the verdict is returned as usual.
+      - Not written for the verdicts V(pass) and V(inconclusive), nor in check mode.
+    type: dict
+    suboptions:
+      socket:
+        description: HAProxy admin socket (C(level admin)), a unix socket path or C(tcp:HOST:PORT).
+        type: str
+        required: true
+      timeout:
+        description: Seconds to wait for the socket.
+        type: float
+        default: 5
+      state_file:
+        description: HAProxy server-state-file to save after the write (off the timed path), so a restart keeps the abort.
+        type: path
+      backends:
+        description: Backends to write, in this order.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          backend:
+            description: Backend name.
+            type: str
+            required: true
+          exclusive:
+            description: Servers of the backend not listed in O(abort.backends[].servers) get weight 0 and state V(maint).
+            type: bool
+            default: false
+          servers:
+            description: Servers and what to write to them (at least one unless O(abort.backends[].exclusive=true)).
+            type: list
+            elements: dict
+            default: []
+            suboptions:
+              name:
+                description: Server name in the backend.
+                type: str
+                required: true
+              weight:
+                description: Weight, 0 to 256.
+                type: int
+                required: true
+              state:
+                description: Administrative state.
+                type: str
+                choices: [ready, drain, maint]
+                default: ready
+              address:
+                description: IP address; written only when it differs from the server's.
+                type: str
+              port:
+                description: Port; written only when it differs from the server's.
+                type: int
 author:
   - immutable.deploy developers (@immutable-deploy)
 """
@@ -225,6 +295,30 @@ EXAMPLES = r"""
         provider: prometheus
         prometheus: {url: "http://127.0.0.1:9090", query: 'sum(rate(http_requests_total{code=~"5.."}[1m]))'}
         success: "result < 1"
+  register: analysis
+
+- name: Analyse the canary; on a fail verdict give blue all traffic back from this very process
+  immutable.deploy.release_analysis:
+    interval: 10
+    count: 1
+    fail_fast: true
+    fail_on_verdict: false
+    metrics:
+      - name: error-rate
+        provider: haproxy
+        haproxy: {socket: /run/immutable-deploy/web/haproxy.sock, backend: web, canary: green, stable: blue}
+        min_requests: 20
+        success: "result <= 0.01"
+    abort:
+      socket: /run/immutable-deploy/web/haproxy.sock
+      state_file: /run/immutable-deploy/web/server-state
+      backends:
+        - backend: web
+          servers:
+            - {name: blue1, weight: 100, state: ready}
+            - {name: green1, weight: 0, state: maint}
+        - backend: web_preview
+          exclusive: true
   register: analysis
 """
 
@@ -265,6 +359,30 @@ elapsed:
   description: Seconds the analysis took.
   returned: always
   type: float
+decided_at:
+  description:
+    - When the verdict was known, in seconds of the host's monotonic clock (C(CLOCK_MONOTONIC), shared by every process
+      of the host, so comparable with timestamps taken by other programs there; not a wall-clock time).
+  returned: always
+  type: float
+  sample: 84213.517342
+abort:
+  description:
+    - The O(abort) write. C(written) (bool), C(reason), C(socket), C(backends) (each C(backend) with the C(servers) and
+      the C(name), C(weight), C(state) (and C(address), C(port) when given) written or to be written), C(commands) (the
+      runtime commands, in order).
+    - When the verdict was V(fail) also C(decided_at) (as RV(decided_at)), C(written_at) (same clock, when HAProxy had
+      answered the write), C(latency_ms) (decision to write done), C(pid) (this module's process, which both decided and
+      wrote), C(state_file), and C(error) when the write failed.
+  returned: when O(abort) is set
+  type: dict
+  sample: {"written": true, "reason": "verdict fail", "socket": "/run/immutable-deploy/web/haproxy.sock",
+           "backends": [{"backend": "web", "servers": [{"name": "blue1", "weight": 100, "state": "ready"},
+                                                       {"name": "green1", "weight": 0, "state": "maint"}]}],
+           "commands": ["set server web/blue1 weight 100", "set server web/blue1 state ready",
+                        "set server web/green1 state maint", "set server web/green1 weight 0"],
+           "decided_at": 84213.517342, "written_at": 84213.518101, "latency_ms": 0.759, "pid": 4242,
+           "state_file": "/run/immutable-deploy/web/server-state"}
 """
 
 from ansible_collections.immutable.deploy.plugins.module_utils.analysis import run
@@ -272,7 +390,7 @@ from ansible_collections.immutable.deploy.plugins.module_utils.module_runner imp
 
 
 def main() -> None:
-    run_module(lambda m: run(m.params), argument_spec=dict(
+    run_module(lambda m: run(m.params, m.check_mode), argument_spec=dict(
         interval=dict(type="float", default=10),
         count=dict(type="int", default=3),
         failure_limit=dict(type="int", default=0),
@@ -307,6 +425,22 @@ def main() -> None:
             command=dict(type="dict", options=dict(
                 argv=dict(type="list", elements="str", required=True),
                 timeout=dict(type="float", default=10),
+            )),
+        )),
+        abort=dict(type="dict", options=dict(
+            socket=dict(type="str", required=True),
+            timeout=dict(type="float", default=5),
+            state_file=dict(type="path"),
+            backends=dict(type="list", elements="dict", required=True, options=dict(
+                backend=dict(type="str", required=True),
+                exclusive=dict(type="bool", default=False),
+                servers=dict(type="list", elements="dict", default=[], options=dict(
+                    name=dict(type="str", required=True),
+                    weight=dict(type="int", required=True),
+                    state=dict(type="str", default="ready", choices=["ready", "drain", "maint"]),
+                    address=dict(type="str"),
+                    port=dict(type="int"),
+                )),
             )),
         )),
     ))
