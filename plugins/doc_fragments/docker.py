@@ -17,5 +17,5 @@ options:
     type: int
     default: 120
 requirements:
-  - docker (Python SDK) >= 6.0
+  - docker (Python SDK) >= 7.1.0 (older releases fail with requests >= 2.32 and urllib3 2)
 """
