@@ -60,7 +60,9 @@ def main() -> None:
                         help="start the engine with --live-restore (containers keep running while it is down)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="engine-restart-"))
-    play = lambda tasks, **kw: run_playbook(tasks, tmp, **kw)  # noqa: E731
+
+    def play(tasks, **kw):
+        return run_playbook(tasks, tmp, **kw)
     app, repo = "er-%s" % os.urandom(4).hex(), "%s/bench-restart-%s/app" % (REGISTRY, os.urandom(4).hex())
     env = {"app": app, "port": free_port(), "preview": free_port(), "state_dir": str(tmp / "router"),
            "lock_dir": str(tmp / "locks")}

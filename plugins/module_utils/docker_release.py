@@ -550,14 +550,14 @@ def _check_router_options(p: Dict[str, Any]) -> None:
                               "router_backend for haproxy, router_upstream_file for nginx." % (wrong, kind), option=wrong)
 
 
-def _router_weights(p: Dict[str, Any], servers: Optional[List[Dict[str, Any]]]
-                   ) -> Optional[Dict[Tuple[str, int], int]]:
+def _router_weights(p: Dict[str, Any],
+                   servers: Optional[List[Dict[str, Any]]]) -> Optional[Dict[Tuple[str, int], int]]:
     """(address, port) -> weight of the router servers that take traffic; None without a router."""
     if (p.get("router_kind") or "haproxy") == "nginx":
         from ansible_collections.immutable.deploy.plugins.module_utils.nginx import active_weights, read_upstream
-        dummy, servers = read_upstream(p["router_upstream_file"], "router_upstream_file")
+        dummy, upstream = read_upstream(p["router_upstream_file"], "router_upstream_file")
         weights: Dict[Tuple[str, int], int] = {}
-        for key, weight in active_weights(servers).items():
+        for key, weight in active_weights(upstream).items():
             weights[_endpoint_key(*key)] = weights.get(_endpoint_key(*key), 0) + weight
         return weights
     if servers is None:

@@ -159,7 +159,7 @@ router_mismatches:
     - HAProxy servers of a slot (in state ready or drain) whose address is not that slot's release's
       replica, with C(server), C(slot), C(replica), C(address), C(port), C(state), C(weight), C(expected)
       (release, address, port; null when the slot holds no release) and C(found) (the managed container
-      at that address: app, release, slot, replica, container; null when none).
+      at that address, with app, release, slot, replica and container; null when none).
     - Empty when the router and the container labels agree. M(immutable.deploy.docker_switch) with O(immutable.deploy.docker_switch#module:to)
       re-points such servers.
   type: list

@@ -46,7 +46,7 @@ extends_documentation_fragment:
 attributes:
   action_group:
     description:
-      - C(group/immutable.deploy.k8s) in C(module_defaults) sets O(kubeconfig), O(context), O(namespace), O(request_timeout) for all modules of the group.
+      - C(group/immutable.deploy.k8s) in C(module_defaults) sets the connection options (O(kubeconfig), O(context), O(host), O(api_key), O(verify_ssl), O(ca_cert), O(client_cert), O(client_key)), O(namespace) and O(request_timeout) for all modules of the group.
       - C(group/immutable.deploy.registry) in C(module_defaults) sets O(registry_scheme), O(validate_certs), O(moving_tags) for all modules of the group.
     support: full
     membership:
@@ -338,8 +338,8 @@ pods:
 """
 
 from ansible_collections.immutable.deploy.plugins.module_utils.images import MOVING_TAGS_ARG, REGISTRY_ARGS
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_common import K8S_ARGS, K8S_IMPORT_ERROR
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_release import ensure
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.release import ensure
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 

@@ -20,7 +20,7 @@ extends_documentation_fragment:
 attributes:
   action_group:
     description:
-      - C(group/immutable.deploy.k8s) in C(module_defaults) sets O(kubeconfig), O(context), O(namespace), O(request_timeout) for all modules of the group.
+      - C(group/immutable.deploy.k8s) in C(module_defaults) sets the connection options (O(kubeconfig), O(context), O(host), O(api_key), O(verify_ssl), O(ca_cert), O(client_cert), O(client_key)), O(namespace) and O(request_timeout) for all modules of the group.
     support: full
     membership:
       - immutable.deploy.k8s
@@ -138,8 +138,8 @@ preview_service:
   type: dict
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_common import K8S_ARGS, K8S_IMPORT_ERROR
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_releases import info
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.release import info
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 

@@ -28,7 +28,7 @@ extends_documentation_fragment:
 attributes:
   action_group:
     description:
-      - C(group/immutable.deploy.k8s) in C(module_defaults) sets O(kubeconfig), O(context), O(namespace), O(request_timeout) for all modules of the group.
+      - C(group/immutable.deploy.k8s) in C(module_defaults) sets the connection options (O(kubeconfig), O(context), O(host), O(api_key), O(verify_ssl), O(ca_cert), O(client_cert), O(client_key)), O(namespace) and O(request_timeout) for all modules of the group.
     support: full
     membership:
       - immutable.deploy.k8s
@@ -260,8 +260,8 @@ api_version:
   type: str
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_common import K8S_ARGS, K8S_IMPORT_ERROR
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_traffic import apply
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.traffic import apply
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 

@@ -1,4 +1,4 @@
-"""k8s_routes against the real cluster: the ingress-nginx canary Ingress and HTTPRoute weights.
+"""k8s/routes.py against the real cluster: the ingress-nginx canary Ingress and HTTPRoute weights.
 
 No ingress controller or Gateway runs here, so the tests read back what a router would read:
 the canary Ingress's annotations and backends, the HTTPRoute's rules and weights.
@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_common
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_routes as kr
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import client as kclient
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import routes as kr
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 from conftest import HERE, ROOT, kubectl
 
@@ -24,7 +24,15 @@ NGINX = "nginx.ingress.kubernetes.io/"
 
 @pytest.fixture(scope="module")
 def api(kubeconfig):
-    return k8s_common.connect(kubeconfig)
+    return kclient.connect({"kubeconfig": kubeconfig})
+
+
+def ingress(api, p, check_mode):
+    return kr.apply_ingress_canary(kclient.Client(p, api=api), p, check_mode)
+
+
+def httproute(api, p, check_mode):
+    return kr.apply_httproute_weights(kclient.Client(p, api=api), p, check_mode)
 
 
 def _crd_present() -> bool:
@@ -96,7 +104,7 @@ def _error(func, *args) -> DeployError:
 def test_ingress_canary(api, k8s_namespace):
     ns, net = k8s_namespace, client.NetworkingV1Api(api)
     _services(api, ns)
-    assert _error(kr.apply_ingress_canary, api, _p(ns), False).details["option"] == "ingress"  # no main yet
+    assert _error(ingress, api, _p(ns), False).details["option"] == "ingress"  # no main yet
     net.create_namespaced_ingress(ns, {"metadata": {"name": "web"}, "spec": {"ingressClassName": "nginx", "rules": [
         {"host": "shop.example", "http": {"paths": [
             {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}},
@@ -104,17 +112,17 @@ def test_ingress_canary(api, k8s_namespace):
              "backend": {"service": {"name": "other", "port": {"number": 80}}}}]}}]}})
 
     def canary():
-        return k8s_common.to_dict(api, net.read_namespaced_ingress("web-canary", ns))
+        return api.sanitize_for_serialization(net.read_namespaced_ingress("web-canary", ns))
 
     def exists():
         return kubectl("get", "ingress", "web-canary", "-n", ns, check=False).returncode == 0
 
     # check mode: the server validates the create, nothing is written
-    dry = kr.apply_ingress_canary(api, _p(ns), True)
+    dry = ingress(api, _p(ns), True)
     assert dry["changed"] and dry["after"]["metadata"]["annotations"][NGINX + "canary-weight"] == "10"
     assert not exists()
 
-    out = kr.apply_ingress_canary(api, _p(ns), False)
+    out = ingress(api, _p(ns), False)
     assert out["changed"] and out["before"] == {} and out["weights"] == {"web": 90, "web-canary": 10}
     obj = canary()
     assert {k: v for k, v in obj["metadata"]["annotations"].items() if k.startswith(NGINX)} == {
@@ -123,20 +131,20 @@ def test_ingress_canary(api, k8s_namespace):
                                          "app.kubernetes.io/managed-by": "immutable.deploy"}
     assert obj["spec"] == {"ingressClassName": "nginx", "rules": [{"host": "shop.example", "http": {"paths": [
         {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web-canary", "port": {"number": 80}}}}]}}]}
-    assert not kr.apply_ingress_canary(api, _p(ns), False)["changed"]
+    assert not ingress(api, _p(ns), False)["changed"]
 
     # header + cookie routing, then back to weight only: the stale annotations go
     routed = _p(ns, weight=25, header="X-Canary", header_value="yes", cookie="canary")
-    assert kr.apply_ingress_canary(api, routed, False)["changed"]
+    assert ingress(api, routed, False)["changed"]
     ann = canary()["metadata"]["annotations"]
     assert (ann[NGINX + "canary-weight"], ann[NGINX + "canary-by-header"], ann[NGINX + "canary-by-header-value"],
             ann[NGINX + "canary-by-cookie"]) == ("25", "X-Canary", "yes", "canary")
-    assert not kr.apply_ingress_canary(api, routed, False)["changed"]
+    assert not ingress(api, routed, False)["changed"]
     version = canary()["metadata"]["resourceVersion"]
-    dry = kr.apply_ingress_canary(api, _p(ns, weight=50), True)
+    dry = ingress(api, _p(ns, weight=50), True)
     assert dry["changed"] and dry["after"]["metadata"]["annotations"][NGINX + "canary-weight"] == "50"
     assert canary()["metadata"]["resourceVersion"] == version
-    kr.apply_ingress_canary(api, _p(ns, weight=50), False)
+    ingress(api, _p(ns, weight=50), False)
     assert not [k for k in canary()["metadata"]["annotations"] if "by-" in k]
 
     # bad input fails before any write
@@ -144,24 +152,24 @@ def test_ingress_canary(api, k8s_namespace):
     for bad, option in ((dict(weight=101), "weight"), (dict(header_value="x"), "header_value"),
                         (dict(cookie="a=b"), "cookie"), (dict(canary_service=None), "canary_service"),
                         (dict(service="nope"), "service")):
-        assert _error(kr.apply_ingress_canary, api, _p(ns, **bad), False).details["option"] == option
+        assert _error(ingress, api, _p(ns, **bad), False).details["option"] == option
     assert canary()["metadata"]["resourceVersion"] == version
 
     # absent: check mode keeps it, then it is deleted, then nothing to do
-    assert kr.apply_ingress_canary(api, _p(ns, state="absent"), True)["changed"] and exists()
-    gone = kr.apply_ingress_canary(api, _p(ns, state="absent"), False)
+    assert ingress(api, _p(ns, state="absent"), True)["changed"] and exists()
+    gone = ingress(api, _p(ns, state="absent"), False)
     assert gone["changed"] and gone["after"] == {} and gone["weights"] == {"web": 100, "web-canary": 0}
     assert not exists()
-    assert not kr.apply_ingress_canary(api, _p(ns, state="absent"), False)["changed"]
+    assert not ingress(api, _p(ns, state="absent"), False)["changed"]
     # an abort still cleans up when the main Ingress is already gone
-    kr.apply_ingress_canary(api, _p(ns), False)
+    ingress(api, _p(ns), False)
     net.delete_namespaced_ingress("web", ns)
-    assert kr.apply_ingress_canary(api, _p(ns, state="absent"), False)["changed"] and not exists()
+    assert ingress(api, _p(ns, state="absent"), False)["changed"] and not exists()
 
     # an Ingress of that name that is not ours is never deleted (nor overwritten)
     net.create_namespaced_ingress(ns, {"metadata": {"name": "web-canary"}, "spec": {
         "defaultBackend": {"service": {"name": "other", "port": {"number": 80}}}}})
-    assert "not managed by immutable.deploy" in _error(kr.apply_ingress_canary, api, _p(ns, state="absent"),
+    assert "not managed by immutable.deploy" in _error(ingress, api, _p(ns, state="absent"),
                                                        False).msg
     assert exists()
 
@@ -170,7 +178,7 @@ def test_gateway_not_installed(api, k8s_namespace):
     """Runs before the CRD fixture is first used, i.e. on a cluster without Gateway API."""
     if _crd_present():
         pytest.skip("%s already exists on this cluster (not installed by this module)" % CRD)
-    err = _error(kr.apply_httproute_weights, api, _p(k8s_namespace, weight=20), False)
+    err = _error(httproute, api, _p(k8s_namespace, weight=20), False)
     assert err.msg.startswith("Gateway API is not installed on this cluster (no %s):" % CRD)
     assert err.details["option"] == "strategy"
 
@@ -178,7 +186,7 @@ def test_gateway_not_installed(api, k8s_namespace):
 def test_httproute_weights(api, httproute_crd, k8s_namespace):  # pylint: disable=unused-argument
     ns, co = k8s_namespace, client.CustomObjectsApi(api)
     args = (kr.GATEWAY_GROUP, "v1", ns, "httproutes")
-    assert _error(kr.apply_httproute_weights, api, _p(ns), False).details["option"] == "httproute"
+    assert _error(httproute, api, _p(ns), False).details["option"] == "httproute"
     other = {"matches": [{"path": {"type": "PathPrefix", "value": "/other"}}],
              "backendRefs": [{"name": "other", "port": 80}]}
     co.create_namespaced_custom_object(*args, {
@@ -193,26 +201,26 @@ def test_httproute_weights(api, httproute_crd, k8s_namespace):  # pylint: disabl
         return co.get_namespaced_custom_object(*args, "web")["metadata"]["resourceVersion"]
 
     start = version()
-    dry = kr.apply_httproute_weights(api, _p(ns, weight=20), True)
+    dry = httproute(api, _p(ns, weight=20), True)
     assert dry["changed"] and [r["weight"] for r in dry["after"]["spec"]["rules"][0]["backendRefs"]] == [80, 20]
     assert version() == start
 
-    out = kr.apply_httproute_weights(api, _p(ns, weight=20), False)
+    out = httproute(api, _p(ns, weight=20), False)
     assert out["changed"] and out["weights"] == {"web": 80, "web-canary": 20}
     assert out["api_version"] == "gateway.networking.k8s.io/v1"
     assert rules() == [{"backendRefs": [{"name": "web", "port": 80, "weight": 80},
                                         {"name": "web-canary", "port": 80, "weight": 20}]}, other]
-    assert not kr.apply_httproute_weights(api, _p(ns, weight=20), False)["changed"]
+    assert not httproute(api, _p(ns, weight=20), False)["changed"]
 
     # a header rule comes first and sends matching requests to the canary only
-    assert kr.apply_httproute_weights(api, _p(ns, weight=20, header="X-Canary", header_value="yes"), False)["changed"]
+    assert httproute(api, _p(ns, weight=20, header="X-Canary", header_value="yes"), False)["changed"]
     got = rules()
     assert got[0] == {"matches": [{"path": {"type": "PathPrefix", "value": "/"},
                                    "headers": [{"type": "Exact", "name": "X-Canary", "value": "yes"}]}],
                       "backendRefs": [{"name": "web-canary", "port": 80, "weight": 1}]}
     assert got[1:] == [{"backendRefs": [{"name": "web", "port": 80, "weight": 80},
                                         {"name": "web-canary", "port": 80, "weight": 20}]}, other]
-    assert not kr.apply_httproute_weights(api, _p(ns, weight=20, header="X-Canary", header_value="yes"),
+    assert not httproute(api, _p(ns, weight=20, header="X-Canary", header_value="yes"),
                                           False)["changed"]
 
     # bad input: named, and nothing written
@@ -222,13 +230,13 @@ def test_httproute_weights(api, httproute_crd, k8s_namespace):  # pylint: disabl
                         (dict(canary_service="web"), "canary_service"),
                         (dict(service="nope", canary_service="nope-canary"), "service"),
                         (dict(service="other"), "httproute")):  # would drop web: refused
-        assert _error(kr.apply_httproute_weights, api, _p(ns, **bad), False).details["option"] == option
+        assert _error(httproute, api, _p(ns, **bad), False).details["option"] == option
     assert version() == before
 
     # absent: our rule goes, the stable Service takes everything; the same through v1beta1
-    gone = kr.apply_httproute_weights(api, _p(ns, state="absent"), False)
+    gone = httproute(api, _p(ns, state="absent"), False)
     assert gone["changed"] and gone["weights"] == {"web": 100, "web-canary": 0}
     assert rules() == [{"backendRefs": [{"name": "web", "port": 80, "weight": 100}]}, other]
-    assert not kr.apply_httproute_weights(api, _p(ns, state="absent"), False)["changed"]
+    assert not httproute(api, _p(ns, state="absent"), False)["changed"]
     beta = co.get_namespaced_custom_object(kr.GATEWAY_GROUP, "v1beta1", ns, "httproutes", "web")
     assert beta["spec"]["rules"][0]["backendRefs"] == [{"name": "web", "port": 80, "weight": 100}]

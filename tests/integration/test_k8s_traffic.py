@@ -1,6 +1,6 @@
 """k8s_traffic and k8s_release_info against the real single-node cluster.
 
-Releases are Deployments made here from a small manifest with the k8s_common labels and
+Releases are Deployments made here from a small manifest with the k8s/naming.py labels and
 annotations (not by k8s_release), so these tests depend only on the traffic modules.
 Traffic is checked through the API only: Service selectors and Endpoints ready addresses.
 """
@@ -14,7 +14,7 @@ import pytest
 
 from conftest import kubectl
 
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_common as kc
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import naming as kc
 
 k8s = pytest.importorskip("kubernetes")
 from kubernetes import client as k8s_client  # noqa: E402 pylint: disable=wrong-import-position

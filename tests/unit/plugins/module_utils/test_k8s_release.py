@@ -5,9 +5,11 @@ import json
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_common as kc
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_release as kr
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_wait as kw
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import client as kclient
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import naming as kc
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import release as kr
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import rollout as kw
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import spec as ks
 from ansible_collections.immutable.deploy.plugins.module_utils import release as model
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
@@ -27,38 +29,38 @@ def params(**overrides):
 
 
 def spec_of(**overrides):
-    return kr.normalize_spec(params(**overrides), DIGEST)
+    return ks.normalize_spec(params(**overrides), DIGEST)
 
 
 def body_of(spec=None, replicas=2):
     spec = spec or spec_of()
-    configs = kr.config_objects("web", "1.0.0", spec, {"TOKEN": SECRET})
-    return kr.deployment_body("web", "1.0.0", spec, IMAGE, replicas, "2026-01-01T00:00:00.000000Z", configs, 120)
+    configs = ks.config_objects("web", "1.0.0", spec, {"TOKEN": SECRET})
+    return ks.deployment_body("web", "1.0.0", spec, IMAGE, replicas, "2026-01-01T00:00:00.000000Z", configs, 120)
 
 
 # -- naming and validation ------------------------------------------------------------------
 @pytest.mark.parametrize("rid,name", [("1.0.0", "web-1-0-0"), ("1.4.2_RC1", "web-1-4-2-rc1"), ("v2", "web-v2")])
 def test_object_names(rid, name):
-    assert kc.object_name("web", kr.validate_release_id(rid)) == name
+    assert kc.object_name("web", ks.validate_release_id(rid)) == name
 
 
 @pytest.mark.parametrize("rid", ["1.0.", "1.0_", "1-", "", "a/b", "1.0+x"])
 def test_release_ids_must_be_label_values(rid):
     with pytest.raises(DeployError, match="'release'"):
-        kr.validate_release_id(rid)
+        ks.validate_release_id(rid)
 
 
 def test_content_names_follow_the_content():
-    a = kr.content_name("web-1-0-0", "env", {"A": "1", "B": "2"})
-    assert a == kr.content_name("web-1-0-0", "env", {"B": "2", "A": "1"})  # key order does not matter
-    assert a != kr.content_name("web-1-0-0", "env", {"A": "1", "B": "3"})
+    a = ks.content_name("web-1-0-0", "env", {"A": "1", "B": "2"})
+    assert a == ks.content_name("web-1-0-0", "env", {"B": "2", "A": "1"})  # key order does not matter
+    assert a != ks.content_name("web-1-0-0", "env", {"A": "1", "B": "3"})
     prefix, digest = a.rsplit("-", 1)
     assert prefix == "web-1-0-0-env" and len(digest) == 10 and int(digest, 16) >= 0
 
 
 def test_config_objects_are_immutable_labelled_and_named_by_hash():
     spec = spec_of(config_files={"app.yaml": "a: 1\n"})
-    objs = {o["kind"]: o for o in kr.config_objects("web", "1.0.0", spec, {"TOKEN": SECRET})}
+    objs = {o["kind"]: o for o in ks.config_objects("web", "1.0.0", spec, {"TOKEN": SECRET})}
     assert sorted(objs) == ["env", "files", "secret"]
     for kind, obj in objs.items():
         body = obj["body"]
@@ -70,11 +72,11 @@ def test_config_objects_are_immutable_labelled_and_named_by_hash():
     assert objs["files"]["body"]["data"] == {"app.yaml": "a: 1\n"}
     assert objs["secret"]["body"]["kind"] == "Secret"
     assert base64.b64decode(objs["secret"]["body"]["data"]["TOKEN"]).decode() == SECRET
-    assert objs["env"]["name"] == kr.content_name("web-1-0-0", "env", {"A": "1"})
+    assert objs["env"]["name"] == ks.content_name("web-1-0-0", "env", {"A": "1"})
 
 
 def test_no_config_objects_without_config():
-    assert kr.config_objects("web", "1.0.0", spec_of(env={}, secret_env={}), {}) == []
+    assert ks.config_objects("web", "1.0.0", spec_of(env={}, secret_env={}), {}) == []
 
 
 # -- the spec ----------------------------------------------------------------------------------
@@ -84,14 +86,14 @@ def test_spec_defaults_and_normalization():
     assert spec["readiness"] == {"type": "http", "path": "/health", "port": 8080, "period_seconds": 2,
                                  "failure_threshold": 3, "initial_delay_seconds": 0}
     assert spec["liveness"] is None and spec["config_files"] is None and spec["resources"] == {}
-    assert "replicas" not in spec and list(spec) == list(kr.SPEC_FIELDS)
+    assert "replicas" not in spec and list(spec) == list(ks.SPEC_FIELDS)
     assert model.spec_hash(spec) == model.spec_hash(spec_of(env={"A": "true", "B": "2"}))
     assert spec_of(readiness={"type": "none"})["readiness"] is None
 
 
 def test_replicas_are_not_content():
-    assert model.spec_hash(kr.normalize_spec(params(replicas=1), DIGEST)) == \
-        model.spec_hash(kr.normalize_spec(params(replicas=5), DIGEST))
+    assert model.spec_hash(ks.normalize_spec(params(replicas=1), DIGEST)) == \
+        model.spec_hash(ks.normalize_spec(params(replicas=5), DIGEST))
 
 
 def test_secret_values_never_in_spec_annotations_or_deployment():
@@ -114,12 +116,12 @@ def test_secret_values_never_in_spec_annotations_or_deployment():
 ])
 def test_differing_fields_with_the_k8s_field_list(change, fields):
     base = dict(config_files={"a": "1"}) if "config_mount_path" in change else {}
-    recorded = model.spec_fields(spec_of(**base), kr.SPEC_FIELDS)
-    assert model.differing_fields(recorded, spec_of(**change), kr.SPEC_FIELDS) == fields
+    recorded = model.spec_fields(spec_of(**base), ks.SPEC_FIELDS)
+    assert model.differing_fields(recorded, spec_of(**change), ks.SPEC_FIELDS) == fields
 
 
 def test_unknown_fields_annotation_names_every_field():
-    assert model.differing_fields(None, spec_of(), kr.SPEC_FIELDS) == list(kr.SPEC_FIELDS)
+    assert model.differing_fields(None, spec_of(), ks.SPEC_FIELDS) == list(ks.SPEC_FIELDS)
 
 
 @pytest.mark.parametrize("overrides,fragment", [
@@ -168,7 +170,7 @@ def test_deployment_body_conventions():
     ann = meta["annotations"]
     assert ann[kc.ANN_DIGEST] == DIGEST and ann[kc.ANN_IMAGE] == IMAGE and ann[kc.ANN_REPLICAS] == "3"
     assert ann[kc.ANN_SPEC] == model.spec_hash(spec) and ann[kc.ANN_CREATED].endswith("Z")
-    assert ann[kc.ANN_SPEC_FIELDS] == model.spec_fields(spec, kr.SPEC_FIELDS)
+    assert ann[kc.ANN_SPEC_FIELDS] == model.spec_fields(spec, ks.SPEC_FIELDS)
     container = pod["spec"]["containers"][0]
     assert container["image"] == IMAGE and container["ports"][0]["containerPort"] == 8080
     assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8080, "scheme": "HTTP"}
@@ -178,7 +180,7 @@ def test_deployment_body_conventions():
     assert refs[1]["secretRef"]["name"].startswith("web-1-0-0-secret-")
     assert container["volumeMounts"] == [{"name": "config", "mountPath": "/etc/app", "readOnly": True}]
     assert pod["spec"]["volumes"][0]["configMap"]["name"].startswith("web-1-0-0-files-")
-    maps, secrets = kr.config_names(body)
+    maps, secrets = ks.config_names(body)
     assert len(maps) == 2 and len(secrets) == 1
 
 
@@ -197,38 +199,38 @@ def test_view_and_summary_read_the_annotations():
 
 def test_check_owner_refuses_foreign_and_clashing_deployments():
     body = body_of()
-    kr.check_owner(body, "web", "1.0.0")
+    ks.check_owner(body, "web", "1.0.0")
     with pytest.raises(DeployError, match="holds release '1.0.0'"):
-        kr.check_owner(body, "web", "1-0-0")
+        ks.check_owner(body, "web", "1-0-0")
     foreign = {"metadata": {"name": "web-1-0-0", "labels": {"app": "web"}}}
     with pytest.raises(DeployError, match="not a release of app 'web'"):
-        kr.check_owner(foreign, "web", "1.0.0")
+        ks.check_owner(foreign, "web", "1.0.0")
 
 
 def test_check_same_spec_names_the_fields():
     body = body_of()
-    kr.check_same_spec(body, "web", "1.0.0", spec_of())
+    ks.check_same_spec(body, "web", "1.0.0", spec_of())
     with pytest.raises(DeployError) as err:
-        kr.check_same_spec(body, "web", "1.0.0", spec_of(slot="green", env={"A": "9"}))
+        ks.check_same_spec(body, "web", "1.0.0", spec_of(slot="green", env={"A": "9"}))
     assert "differs in: slot, env" in err.value.msg and err.value.details["differs"] == ["slot", "env"]
     assert SECRET not in err.value.msg
 
 
 def test_image_syntax_and_moving_tags_checked_offline():
-    assert kr.check_image_syntax(params()) == DIGEST
+    assert ks.check_image_syntax(params()) == DIGEST
     assert kr.resolve_image(params(image="reg:5000/app:1.0@" + DIGEST)) == ("reg:5000/app@" + DIGEST, DIGEST)
     with pytest.raises(DeployError, match="moving tag"):
-        kr.check_image_syntax(params(image="reg:5000/app:latest"))
+        ks.check_image_syntax(params(image="reg:5000/app:latest"))
     with pytest.raises(DeployError, match="moving tag"):
-        kr.check_image_syntax(params(image="reg:5000/app:rc", moving_tags=["rc*"]))
+        ks.check_image_syntax(params(image="reg:5000/app:rc", moving_tags=["rc*"]))
     with pytest.raises(DeployError, match="no version tag"):
-        kr.check_image_syntax(params(image="reg:5000/app"))
+        ks.check_image_syntax(params(image="reg:5000/app"))
 
 
 def test_bad_input_fails_before_connecting(monkeypatch):
     def no_connect(*_args):
         raise AssertionError("connected before validating")
-    monkeypatch.setattr(kc, "connect", no_connect)
+    monkeypatch.setattr(kclient, "connect", no_connect)
     for overrides in ({"labels": {kc.LABEL_APP: "x"}}, {"replicas": 101}, {"image": "reg:5000/app:latest"},
                       {"slot": None}, {"app": "Web"}, {"progress_deadline_seconds": 0}):
         with pytest.raises(DeployError):

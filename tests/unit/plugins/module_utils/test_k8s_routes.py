@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_routes as kr
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import routes as kr
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import MERGE_PATCH, ApiException, Client
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
 
@@ -129,12 +129,12 @@ class _FakeCustomObjects:
 
     def get_api_resources(self, group, version, **_):
         if version not in self.served:
-            raise kr.ApiException(status=404, reason="Not Found")
-        return SimpleNamespace(resources=[SimpleNamespace(name="httproutes")])
+            raise ApiException(status=404, reason="Not Found")
+        return {"resources": [{"name": "httproutes"}]}
 
     def get_namespaced_custom_object(self, group, version, ns, plural, name, **_):
         if self.route is None:
-            raise kr.ApiException(status=404, reason="Not Found")
+            raise ApiException(status=404, reason="Not Found")
         return copy.deepcopy(self.route)
 
     def patch_namespaced_custom_object(self, group, version, ns, plural, name, body, **kw):
@@ -142,18 +142,27 @@ class _FakeCustomObjects:
         return dict(self.route, spec=dict(self.route["spec"], **body["spec"]))
 
 
+class _Holder(dict):
+    """fake_co["co"] = fake CustomObjectsApi; fake_co.client is the real Client calling it."""
+
+    @property
+    def client(self):
+        from kubernetes.client import ApiClient
+        client = Client({"namespace": "ns"}, api=ApiClient())
+        client._apis["CustomObjectsApi"] = self["co"]  # pylint: disable=protected-access
+        return client
+
+
 @pytest.fixture
-def fake_co(monkeypatch):
-    holder = {}
-    monkeypatch.setattr(kr, "k8s_client", SimpleNamespace(CustomObjectsApi=lambda api: holder["co"]), raising=False)
-    return holder
+def fake_co():
+    return _Holder()
 
 
 def test_gateway_not_installed_names_strategy(fake_co):
     fake_co["co"] = _FakeCustomObjects(served=())
     with pytest.raises(DeployError, match=r"Gateway API is not installed on this cluster \(no httproutes\.gateway"
                                           r"\.networking\.k8s\.io\)") as err:
-        kr.apply_httproute_weights(None, _p(), False)
+        kr.apply_httproute_weights(fake_co.client, _p(), False)
     assert err.value.details["option"] == "strategy"
 
 
@@ -161,19 +170,19 @@ def test_gateway_v1beta1_check_mode_and_idempotency(fake_co):
     route = {"apiVersion": "gateway.networking.k8s.io/v1beta1",
              "metadata": {"name": "web", "namespace": "ns", "resourceVersion": "3"}, "spec": {"rules": RULES}}
     fake_co["co"] = co = _FakeCustomObjects(served=("v1beta1",), route=route)
-    out = kr.apply_httproute_weights(None, _p(weight=20), True)
+    out = kr.apply_httproute_weights(fake_co.client, _p(weight=20), True)
     version, body, kw = co.patches[0]
-    assert (version, kw["dry_run"], kw["_content_type"]) == ("v1beta1", "All", kr.MERGE_PATCH)
+    assert (version, kw["dry_run"], kw["_content_type"]) == ("v1beta1", "All", MERGE_PATCH)
     assert body["metadata"] == {"resourceVersion": "3"}
     assert out["changed"] and out["weights"] == {"web": 80, "web-canary": 20}
     assert out["after"]["spec"]["rules"][0]["backendRefs"][1] == _ref("web-canary", weight=20)
     co.route = dict(route, spec={"rules": out["after"]["spec"]["rules"]})
-    again = kr.apply_httproute_weights(None, _p(weight=20), False)
+    again = kr.apply_httproute_weights(fake_co.client, _p(weight=20), False)
     assert not again["changed"] and len(co.patches) == 1 and again["api_version"].endswith("/v1beta1")
 
 
 def test_gateway_missing_route_names_httproute(fake_co):
     fake_co["co"] = _FakeCustomObjects(served=("v1",))
     with pytest.raises(DeployError) as err:
-        kr.apply_httproute_weights(None, _p(), False)
+        kr.apply_httproute_weights(fake_co.client, _p(), False)
     assert err.value.details["option"] == "httproute" and "not found" in err.value.msg

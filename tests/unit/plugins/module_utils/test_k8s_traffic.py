@@ -1,11 +1,13 @@
-"""Pure logic of k8s_traffic and k8s_releases: ratios, selectors, endpoints, weights, release views."""
+"""Pure logic of k8s/traffic.py, k8s/endpoints.py and k8s/release.py: ratios, selectors, endpoints, weights, release views."""
 from __future__ import annotations
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_common as kc
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_releases as kr
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_traffic as kt
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import endpoints as ke
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import naming as kc
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import release as kr
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import rollout
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import traffic as kt
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
 APP = "web"
@@ -91,7 +93,7 @@ def test_service_body():
     (svc(kc.selector_for(APP, "1.0.0")), ("release", "1.0.0")),
 ])
 def test_service_mode(service, expected):
-    assert kr.service_mode(service, APP) == expected
+    assert ke.service_mode(service, APP) == expected
 
 
 # -- endpoints -------------------------------------------------------------------------------
@@ -109,54 +111,54 @@ PODS = {"web-1-a": "1.0.0", "web-2-a": "2.0.0", "web-2-b": "2.0.0", "web-2-c": "
 
 
 def test_endpoint_pods_counts_pods_once():
-    ready, not_ready = kr.endpoint_pods(ENDPOINTS)
+    ready, not_ready = ke.endpoint_pods(ENDPOINTS)
     assert ready == ["ip:10.9.9.9", "web-1-a", "web-2-a", "web-2-b"]
     assert not_ready == ["web-2-c"]
-    assert kr.endpoint_pods(None) == ([], [])
-    assert kr.endpoint_pods({"subsets": None}) == ([], [])
+    assert ke.endpoint_pods(None) == ([], [])
+    assert ke.endpoint_pods({"subsets": None}) == ([], [])
 
 
 def test_classify_endpoints():
-    counts = kr.classify_endpoints(ENDPOINTS, PODS)
+    counts = ke.classify_endpoints(ENDPOINTS, PODS)
     assert counts == {"ready": 4, "not_ready": 1, "by_release": {"1.0.0": 1, "2.0.0": 2, "": 1}}
 
 
 def test_switched_needs_only_the_release_and_all_of_it():
     only_v2 = {"subsets": [{"addresses": [addr("web-2-a"), addr("web-2-b")]}]}
-    assert kt.switched(kr.classify_endpoints(only_v2, PODS), "2.0.0", 2)
-    assert not kt.switched(kr.classify_endpoints(only_v2, PODS), "2.0.0", 3)  # one ready pod not listed yet
-    assert not kt.switched(kr.classify_endpoints(ENDPOINTS, PODS), "2.0.0", 2)  # old release still listed
-    assert not kt.switched(kr.classify_endpoints({"subsets": [{"addresses": [addr("x")]}]}, PODS), "2.0.0", 0)
-    assert kt.switched(kr.classify_endpoints({}, PODS), "2.0.0", 0)
+    assert kt.switched(ke.classify_endpoints(only_v2, PODS), "2.0.0", 2)
+    assert not kt.switched(ke.classify_endpoints(only_v2, PODS), "2.0.0", 3)  # one ready pod not listed yet
+    assert not kt.switched(ke.classify_endpoints(ENDPOINTS, PODS), "2.0.0", 2)  # old release still listed
+    assert not kt.switched(ke.classify_endpoints({"subsets": [{"addresses": [addr("x")]}]}, PODS), "2.0.0", 0)
+    assert kt.switched(ke.classify_endpoints({}, PODS), "2.0.0", 0)
 
 
 def test_pod_releases_skips_unlabelled_pods():
     pods = [{"metadata": {"name": "a", "labels": {kc.LABEL_RELEASE: "1.0.0"}}}, {"metadata": {"name": "b"}}]
-    assert kr.pod_releases(pods) == {"a": "1.0.0"}
+    assert ke.pod_releases(pods) == {"a": "1.0.0"}
 
 
 # -- weights ---------------------------------------------------------------------------------
 def test_weights_single_release_selected():
-    out = kr.traffic(["2.0.0", "1.0.0"], "release", "2.0.0", {})
+    out = ke.traffic(["2.0.0", "1.0.0"], "release", "2.0.0", {})
     assert out == {"2.0.0": {"live": True, "weight": 100}, "1.0.0": {"live": False, "weight": 0}}
 
 
 def test_weights_app_selector_from_ready_addresses():
-    out = kr.traffic(["2.0.0", "1.0.0", "0.9.0"], "app", None, {"2.0.0": 1, "1.0.0": 3})
+    out = ke.traffic(["2.0.0", "1.0.0", "0.9.0"], "app", None, {"2.0.0": 1, "1.0.0": 3})
     assert out == {"2.0.0": {"live": True, "weight": 25}, "1.0.0": {"live": True, "weight": 75},
                    "0.9.0": {"live": False, "weight": 0}}
 
 
 def test_weights_round_half_up_and_tiny_share_is_still_live():
-    out = kr.traffic(["a", "b"], "app", None, {"a": 1, "b": 7})  # 12.5 / 87.5
+    out = ke.traffic(["a", "b"], "app", None, {"a": 1, "b": 7})  # 12.5 / 87.5
     assert (out["a"]["weight"], out["b"]["weight"]) == (13, 88)
-    out = kr.traffic(["a", "b"], "app", None, {"a": 1, "b": 299})
+    out = ke.traffic(["a", "b"], "app", None, {"a": 1, "b": 299})
     assert out["a"] == {"live": True, "weight": 0}
 
 
 def test_weights_no_service_or_no_ready_address():
-    assert kr.traffic(["a"], "none", None, {"a": 2}) == {"a": {"live": False, "weight": 0}}
-    assert kr.traffic(["a"], "app", None, {}) == {"a": {"live": False, "weight": 0}}
+    assert ke.traffic(["a"], "none", None, {"a": 2}) == {"a": {"live": False, "weight": 0}}
+    assert ke.traffic(["a"], "app", None, {}) == {"a": {"live": False, "weight": 0}}
 
 
 # -- release views ---------------------------------------------------------------------------
@@ -207,9 +209,9 @@ def test_full_replicas_defaults_to_spec_and_image_to_container():
 
 
 def test_pod_ready():
-    assert kr.pod_ready({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
-    assert not kr.pod_ready({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
-    assert not kr.pod_ready({})
+    assert rollout.pod_ready({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    assert not rollout.pod_ready({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
+    assert not rollout.pod_ready({})
 
 
 def test_refuse_unready_names_release_and_counts():
@@ -234,46 +236,64 @@ def test_validate_names_uses_the_option_name():
 
 
 # -- order of writes (a fake cluster that records calls) ------------------------------------
-class FakeCluster:
-    """Deployments scale instantly; Endpoints list the ready pods the selector matches."""
+class FakeClient:
+    """The one client, faked: Deployments scale instantly; Endpoints list the ready pods the
+    selector matches. Writes are recorded as (what, name, value, dry_run)."""
 
     def __init__(self, replicas, selector, full="4"):
-        self.ns, self.timeout, self.calls = "ns", 5, []
+        self.ns, self.calls = "ns", []
         self.replicas, self.selector, self.full = dict(replicas), selector, full
-        self.core, self.apps = self, self
 
-    def existing_release(self, app, release, option="release"):
-        n = self.replicas[release]
-        return {"metadata": {"name": kc.object_name(app, release), "annotations": {kc.ANN_REPLICAS: self.full}},
-                "spec": {"replicas": n}, "status": {"readyReplicas": n}}
-
-    def service(self, name):
-        return None if self.selector is None else {"spec": {"selector": self.selector}}
-
-    def pods(self, app):
+    def _pods(self):
         return [{"metadata": {"name": "%s-%d" % (r, i), "labels": {kc.LABEL_RELEASE: r}}}
                 for r, n in self.replicas.items() for i in range(n)]
 
-    def endpoints(self, name):
-        sel = self.selector or {}
-        pods = [p["metadata"]["name"] for p in self.pods(APP)
-                if kc.LABEL_RELEASE not in sel or p["metadata"]["labels"][kc.LABEL_RELEASE] == sel[kc.LABEL_RELEASE]]
-        return {"subsets": [{"addresses": [addr(p) for p in pods]}]}
+    def get(self, kind, name, missing_ok=True):
+        if kind == "Deployment":
+            release = next((r for r in self.replicas if kc.object_name(APP, r) == name), None)
+            if release is None:
+                return None
+            n = self.replicas[release]
+            return {"metadata": {"name": name, "labels": {kc.LABEL_APP: APP, kc.LABEL_RELEASE: release},
+                                 "annotations": {kc.ANN_REPLICAS: self.full} if self.full else {}},
+                    "spec": {"replicas": n}, "status": {"readyReplicas": n}}
+        if kind == "Service":
+            return None if self.selector is None else {"spec": {"selector": self.selector}}
+        if kind == "Endpoints":
+            sel = self.selector or {}
+            pods = [p["metadata"]["name"] for p in self._pods()
+                    if kc.LABEL_RELEASE not in sel or p["metadata"]["labels"][kc.LABEL_RELEASE] == sel[kc.LABEL_RELEASE]]
+            return {"subsets": [{"addresses": [addr(p) for p in pods]}]}
+        raise AssertionError(kind)
 
-    def patch_namespaced_deployment(self, name, ns, body, **kw):
-        self.calls.append(("scale", name, body[0]["value"], kw.get("dry_run")))
-        if not kw.get("dry_run"):
-            self.replicas[name.split("-", 1)[1].replace("-", ".")] = body[0]["value"]
+    def list(self, kind, label_selector=None, field_selector=None):
+        assert kind == "Pod", kind
+        return self._pods()
 
-    def patch_namespaced_service(self, name, ns, body, **kw):
-        self.calls.append(("selector", name, body[-1]["value"], kw.get("dry_run")))
-        if not kw.get("dry_run"):
-            self.selector = body[-1]["value"]
+    def patch(self, kind, name, body, dry_run=False, what=None, merge=False):
+        dry = "All" if dry_run else None
+        if kind == "Deployment":
+            self.calls.append(("scale", name, body[0]["value"], dry))
+            if not dry_run:
+                self.replicas[name.split("-", 1)[1].replace("-", ".")] = body[0]["value"]
+        else:
+            self.calls.append(("selector", name, body[-1]["value"], dry))
+            if not dry_run:
+                self.selector = body[-1]["value"]
+        return {}
 
-    def create_namespaced_service(self, ns, body, **kw):
-        self.calls.append(("create", body["metadata"]["name"], body["spec"]["selector"], kw.get("dry_run")))
-        if not kw.get("dry_run"):
+    def create(self, kind, body, dry_run=False, exists_ok=False):
+        self.calls.append(("create", body["metadata"]["name"], body["spec"]["selector"], "All" if dry_run else None))
+        if not dry_run:
             self.selector = body["spec"]["selector"]
+        return body
+
+
+def FakeCluster(replicas, selector, full="4"):  # pylint: disable=invalid-name
+    """Releases (the real reading code) over the fake client."""
+    cluster = kr.Releases(FakeClient(replicas, selector, full))
+    cluster.calls = cluster.client.calls
+    return cluster
 
 
 def ratio_params(weight, **extra):
@@ -302,7 +322,7 @@ def test_replica_ratio_check_mode_is_dry_run_and_bad_ratio_writes_nothing():
     fake = FakeCluster({"2.0.0": 0, "1.0.0": 4}, None)
     out = kt.replica_ratio(fake, ratio_params(50), check_mode=True)
     assert [c[3] for c in fake.calls] == ["All", "All", "All"] and out["action"] == "create"
-    assert fake.replicas == {"2.0.0": 0, "1.0.0": 4} and fake.selector is None
+    assert fake.client.replicas == {"2.0.0": 0, "1.0.0": 4} and fake.client.selector is None
     fake.calls.clear()
     with pytest.raises(DeployError):
         kt.replica_ratio(fake, ratio_params(30), check_mode=False)

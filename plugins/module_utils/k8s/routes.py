@@ -11,18 +11,11 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s_common import (
-    LABEL_APP, LABEL_MANAGED, MANAGED_BY, ApiException, api_error, to_dict)
-
-try:
-    from kubernetes import client as k8s_client
-    from urllib3.exceptions import HTTPError as Urllib3Error
-except ImportError:  # k8s_common.K8S_IMPORT_ERROR reports the missing library
-    class Urllib3Error(Exception):  # type: ignore[no-redef]
-        """Placeholder so except clauses still parse without the library."""
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import Client
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.naming import LABEL_APP, LABEL_MANAGED, MANAGED_BY
 
 NGINX = "nginx.ingress.kubernetes.io/"
 ANN_CANARY = NGINX + "canary"
@@ -34,7 +27,6 @@ ANN_CLASS = "kubernetes.io/ingress.class"  # pre-ingressClassName way to pick a 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_VERSIONS = ("v1", "v1beta1")
 HTTPROUTES = "httproutes"
-MERGE_PATCH = "application/merge-patch+json"  # the client would default PATCH to json-patch
 DEFAULT_PATH = {"type": "PathPrefix", "value": "/"}
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}$")  # RFC 7230 token
@@ -108,16 +100,6 @@ def _object_name(p: Dict[str, Any], option: str, strategy: str, suffix: str = ""
         raise invalid_option(option, name, "the name of an existing object in the namespace (required with strategy "
                              "%s; a DNS subdomain of at most %d characters)" % (strategy, 253 - len(suffix)))
     return name
-
-
-def _call(what: str, func: Callable[..., Any], *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
-    """One API call; a 404 is None when missing_ok, any other failure a DeployError."""
-    try:
-        return func(*args, **kwargs)
-    except (ApiException, Urllib3Error, OSError) as exc:  # HTTP errors, refused or timed-out connections
-        if missing_ok and getattr(exc, "status", None) == 404:
-            return None
-        raise api_error(exc, what) from None
 
 
 def _result(changed: bool, before: Dict[str, Any], after: Dict[str, Any], split: Split, **extra: Any) -> Dict[str, Any]:
@@ -195,24 +177,21 @@ def ingress_patch(current: Dict[str, Any], desired: Dict[str, Any]) -> Dict[str,
                          "resourceVersion": meta.get("resourceVersion")}, "spec": spec}
 
 
-def apply_ingress_canary(api_client: Any, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+def apply_ingress_canary(client: Client, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     """Create, update or (state=absent) delete the ingress-nginx canary Ingress `<ingress>-canary`."""
     split = validate(p, "ingress_nginx")
     main_name = _object_name(p, "ingress", "ingress_nginx", "-canary")
     name = main_name + "-canary"
-    net = k8s_client.NetworkingV1Api(api_client)
-    ns, timeout, dry = split.namespace, split.timeout, "All" if check_mode else None
+    ns = split.namespace
     main: Dict[str, Any] = {}
     if split.present:  # an abort must still clean up after the main Ingress is gone
-        main = to_dict(api_client, _call("Reading Ingress %s/%s" % (ns, main_name), net.read_namespaced_ingress,
-                                         main_name, ns, missing_ok=True, _request_timeout=timeout))
+        main = client.get("Ingress", main_name) or {}
         if not main:
             raise DeployError("Option 'ingress': Ingress %r not found in namespace %r. Accepted: the name of the "
                               "existing main (stable) Ingress." % (main_name, ns), option="ingress")
         if (main["metadata"].get("annotations") or {}).get(ANN_CANARY) == "true":
             raise invalid_option("ingress", main_name, "the main Ingress, not a canary one")
-    current = to_dict(api_client, _call("Reading Ingress %s/%s" % (ns, name), net.read_namespaced_ingress,
-                                        name, ns, missing_ok=True, _request_timeout=timeout))
+    current = client.get("Ingress", name) or {}
     if current and (current["metadata"].get("labels") or {}).get(LABEL_MANAGED) != MANAGED_BY:
         raise DeployError("Ingress %r in namespace %r exists but is not managed by immutable.deploy (label %s); "
                           "refusing to change it. Remove or rename it, or choose another option 'ingress'."
@@ -222,20 +201,17 @@ def apply_ingress_canary(api_client: Any, p: Dict[str, Any], check_mode: bool) -
     if not split.present:
         if not current:
             return _result(False, {}, {}, split, **extra)
-        _call("Deleting Ingress %s/%s" % (ns, name), net.delete_namespaced_ingress, name, ns, dry_run=dry,
-              _request_timeout=timeout)
+        client.delete("Ingress", name, dry_run=check_mode)
         return _result(True, before, {}, split, **extra)
     desired = canary_ingress(main, split, name)
     if current and _managed(before) == _managed(ingress_view(desired)):
         return _result(False, before, before, split, **extra)
     if current:
-        obj = _call("Updating Ingress %s/%s" % (ns, name), net.patch_namespaced_ingress, name, ns,
-                    ingress_patch(current, desired), dry_run=dry, _request_timeout=timeout,
-                    _content_type=MERGE_PATCH)
+        obj = client.patch("Ingress", name, ingress_patch(current, desired), dry_run=check_mode, merge=True,
+                           what="Updating Ingress %s/%s" % (ns, name))
     else:
-        obj = _call("Creating Ingress %s/%s" % (ns, name), net.create_namespaced_ingress, ns, desired,
-                    dry_run=dry, _request_timeout=timeout)
-    return _result(True, before, ingress_view(to_dict(api_client, obj)), split, **extra)
+        obj = client.create("Ingress", desired, dry_run=check_mode) or {}
+    return _result(True, before, ingress_view(obj), split, **extra)
 
 
 # -- Gateway API -----------------------------------------------------------------------------------
@@ -329,13 +305,12 @@ def _route_view(obj: Dict[str, Any]) -> Dict[str, Any]:
             "namespace": meta.get("namespace")}, "spec": obj.get("spec") or {}}
 
 
-def gateway_version(co: Any, split: Split) -> str:
+def gateway_version(client: Client) -> str:
     """The served Gateway API version that has httproutes (v1 first), or a clear error."""
     seen = []
     for version in GATEWAY_VERSIONS:
-        found = _call("Discovering %s/%s" % (GATEWAY_GROUP, version), co.get_api_resources, GATEWAY_GROUP,
-                      version, missing_ok=True, _request_timeout=split.timeout)
-        if found is not None and HTTPROUTES in [r.name for r in found.resources or []]:
+        found = client.served_resources(GATEWAY_GROUP, version)
+        if found is not None and HTTPROUTES in found:
             return version
         seen.append("%s/%s %s" % (GATEWAY_GROUP, version, "is not served" if found is None else "has no httproutes"))
     raise DeployError("Gateway API is not installed on this cluster (no %s.%s): %s. Install the Gateway API CRDs "
@@ -343,15 +318,13 @@ def gateway_version(co: Any, split: Split) -> str:
                       % (HTTPROUTES, GATEWAY_GROUP, "; ".join(seen)), option="strategy")
 
 
-def apply_httproute_weights(api_client: Any, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+def apply_httproute_weights(client: Client, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     """Set the stable/canary backendRef weights (and the header rule) of an existing HTTPRoute in one patch."""
     split = validate(p, "gateway")
     name = _object_name(p, "httproute", "gateway")
-    co = k8s_client.CustomObjectsApi(api_client)
-    version = gateway_version(co, split)
-    ns, what = split.namespace, "HTTPRoute %s/%s" % (split.namespace, name)
-    route = _call("Reading " + what, co.get_namespaced_custom_object, GATEWAY_GROUP, version, ns, HTTPROUTES,
-                  name, missing_ok=True, _request_timeout=split.timeout)
+    version = gateway_version(client)
+    ns = split.namespace
+    route = client.get_custom(GATEWAY_GROUP, version, HTTPROUTES, name)
     if route is None:
         raise DeployError("Option 'httproute': HTTPRoute %r not found in namespace %r. Accepted: the name of an "
                           "existing HTTPRoute that routes to Service %r." % (name, ns, split.service),
@@ -363,7 +336,5 @@ def apply_httproute_weights(api_client: Any, p: Dict[str, Any], check_mode: bool
     if normalize_rules(rules) == normalize_rules(new_rules):
         return _result(False, before, before, split, **extra)
     body = {"metadata": {"resourceVersion": route["metadata"].get("resourceVersion")}, "spec": {"rules": new_rules}}
-    obj = _call("Updating " + what, co.patch_namespaced_custom_object, GATEWAY_GROUP, version, ns, HTTPROUTES, name,
-                body, dry_run="All" if check_mode else None, _request_timeout=split.timeout,
-                _content_type=MERGE_PATCH)
+    obj = client.patch_custom(GATEWAY_GROUP, version, HTTPROUTES, name, body, dry_run=check_mode)
     return _result(True, before, _route_view(obj), split, **extra)

@@ -6,7 +6,7 @@ service: blue-green; the Service selector names one release and moves in one
 JSON patch, so the endpoints controller swaps the whole address list at once.
 replica_ratio: canary without a router; the Service selects the whole app and
 the weight is the share of replicas. ingress_nginx and gateway live in
-k8s_routes (imported lazily, only when used).
+routes.py (imported lazily, only when used).
 """
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ import math
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_common as kc
-from ansible_collections.immutable.deploy.plugins.module_utils import k8s_releases as kr
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import endpoints as ke
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import naming as kn
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import Client
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.release import Releases, validate_names
+from ansible_collections.immutable.deploy.plugins.module_utils.waiting import wait_until
 
 POLL = 0.2  # seconds between reads while waiting
 
@@ -60,7 +63,7 @@ def selector_patch(old: Optional[Dict[str, str]], new: Dict[str, str]) -> List[D
 
 def service_body(name: str, app: str, selector: Dict[str, str], ports: List[Dict[str, Any]]) -> Dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "labels": {kc.LABEL_APP: app, kc.LABEL_MANAGED: kc.MANAGED_BY}},
+            "metadata": {"name": name, "labels": {kn.LABEL_APP: app, kn.LABEL_MANAGED: kn.MANAGED_BY}},
             "spec": {"type": "ClusterIP", "selector": selector, "ports": [_port(p) for p in ports]}}
 
 
@@ -88,11 +91,11 @@ def endpoints_view(counts: Dict[str, Any], release: str) -> Dict[str, Any]:
 
 
 def replicas_of(dep: Dict[str, Any]) -> int:
-    return kr._int((dep.get("spec") or {}).get("replicas"), 1)  # pylint: disable=protected-access
+    return kn.as_int((dep.get("spec") or {}).get("replicas"), 1)
 
 
 def ready_of(dep: Dict[str, Any]) -> int:
-    return kr._int((dep.get("status") or {}).get("readyReplicas"))  # pylint: disable=protected-access
+    return kn.as_int((dep.get("status") or {}).get("readyReplicas"))
 
 
 def refuse_unready(app: str, release: str, dep: Dict[str, Any], service: str) -> None:
@@ -106,58 +109,45 @@ def refuse_unready(app: str, release: str, dep: Dict[str, Any], service: str) ->
 
 # -- cluster operations ----------------------------------------------------------------------
 def _wait(check: Callable[[], Tuple[bool, str]], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        done, state = check()
-        if done:
-            return state
-        if time.monotonic() >= deadline:
-            raise DeployError("Timed out after %ss: %s" % (timeout, state), changed=True)
-        time.sleep(POLL)
+    done, state = wait_until(check, timeout, POLL)
+    if not done:
+        raise DeployError("Timed out after %ss: %s" % (timeout, state), changed=True)
+    return state
 
 
-def _endpoint_counts(cluster: kr.Cluster, app: str, service: str) -> Dict[str, Any]:
-    return kr.classify_endpoints(cluster.endpoints(service), kr.pod_releases(cluster.pods(app)))
+def _endpoint_counts(cluster: Releases, app: str, service: str) -> Dict[str, Any]:
+    return ke.classify_endpoints(cluster.endpoints(service), ke.pod_releases(cluster.pods(app)))
 
 
-def _write(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    try:
-        call(*args, **kwargs)
-    except Exception as exc:  # ApiException or a connection error
-        raise kc.api_error(exc, what)
-
-
-def ensure_selector(cluster: kr.Cluster, p: Dict[str, Any], current: Optional[Dict[str, Any]],
+def ensure_selector(cluster: Releases, p: Dict[str, Any], current: Optional[Dict[str, Any]],
                     wanted: Dict[str, str], check_mode: bool) -> str:
     """Create the Service or move its selector (one request); returns the action taken."""
     name = p["service"] or p["app"]
     action = selector_action(current, wanted)
-    dry = {"dry_run": "All"} if check_mode else {}
     if action == "create":
-        _write("Creating Service %s" % name, cluster.core.create_namespaced_service, cluster.ns,
-               service_body(name, p["app"], wanted, p["service_ports"]), _request_timeout=cluster.timeout, **dry)
+        cluster.client.create("Service", service_body(name, p["app"], wanted, p["service_ports"]), dry_run=check_mode)
     elif action == "patch":
-        old = (current.get("spec") or {}).get("selector")
-        _write("Patching the selector of Service %s" % name, cluster.core.patch_namespaced_service, name,
-               cluster.ns, selector_patch(old, wanted), _request_timeout=cluster.timeout, **dry)
+        old = ((current or {}).get("spec") or {}).get("selector")
+        cluster.client.patch("Service", name, selector_patch(old, wanted), dry_run=check_mode,
+                             what="Patching the selector of Service %s" % name)
     return action
 
 
-def switch_service(cluster: kr.Cluster, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+def switch_service(cluster: Releases, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     """Blue-green: the Service selects exactly one release."""
     app, release = p["app"], p["release"]
     name = p["service"] or app
-    dep = cluster.existing_release(app, release)
+    dep = cluster.existing(app, release)
     restored = restore(cluster, p, dep, check_mode) if p.get("restore_replicas") else None
     if restored and not check_mode and (p["wait"] or p["require_ready"]):
         _wait_ready(cluster, app, release, restored["replicas"], p["wait_timeout"], "the Service was not changed")
-        dep = cluster.existing_release(app, release)
+        dep = cluster.existing(app, release)
     if p["require_ready"] and not (restored and check_mode):  # a dry-run scale readies nothing
         refuse_unready(app, release, dep, name)
     current = cluster.service(name)
     before = (current.get("spec") or {}).get("selector") if current else None
-    mode, previous = kr.service_mode(current, app)
-    wanted = kc.selector_for(app, release)
+    mode, previous = ke.service_mode(current, app)
+    wanted = kn.selector_for(app, release)
     started = time.monotonic()
     action = ensure_selector(cluster, p, current, wanted, check_mode)
     result: Dict[str, Any] = {
@@ -169,7 +159,7 @@ def switch_service(cluster: kr.Cluster, p: Dict[str, Any], check_mode: bool) -> 
     if p["wait"] and not check_mode:
         def check() -> Tuple[bool, str]:
             counts = _endpoint_counts(cluster, app, name)
-            want = ready_of(cluster.existing_release(app, release))
+            want = ready_of(cluster.existing(app, release))
             result["endpoints"] = endpoints_view(counts, release)
             return switched(counts, release, want), (
                 "Service %s: Endpoints list %d ready addresses of release %s (it has %d ready replicas) and %d of "
@@ -183,30 +173,28 @@ def switch_service(cluster: kr.Cluster, p: Dict[str, Any], check_mode: bool) -> 
     return result
 
 
-def _scale(cluster: kr.Cluster, dep: Dict[str, Any], replicas: int, check_mode: bool) -> None:
+def _scale(cluster: Releases, dep: Dict[str, Any], replicas: int, check_mode: bool) -> None:
     """spec.replicas only: the release's full size (ANN_REPLICAS) stays for rollback and promotion."""
     name = dep["metadata"]["name"]
-    dry = {"dry_run": "All"} if check_mode else {}
-    _write("Scaling Deployment %s to %d" % (name, replicas), cluster.apps.patch_namespaced_deployment, name,
-           cluster.ns, [{"op": "replace", "path": "/spec/replicas", "value": replicas}],
-           _request_timeout=cluster.timeout, **dry)
+    cluster.client.patch("Deployment", name, [{"op": "replace", "path": "/spec/replicas", "value": replicas}],
+                         dry_run=check_mode, what="Scaling Deployment %s to %d" % (name, replicas))
 
 
-def _wait_ready(cluster: kr.Cluster, app: str, release: str, replicas: int, timeout: float,
+def _wait_ready(cluster: Releases, app: str, release: str, replicas: int, timeout: float,
                 unchanged: str = "nothing else was scaled") -> None:
     def check() -> Tuple[bool, str]:
-        dep = cluster.existing_release(app, release)
+        dep = cluster.existing(app, release)
         ready = ready_of(dep)
         return ready >= replicas, "release %s has %d of %d replicas ready; %s" % (release, ready, replicas, unchanged)
     _wait(check, timeout)
 
 
 def full_replicas(dep: Dict[str, Any]) -> int:
-    ann = (dep["metadata"].get("annotations") or {}).get(kc.ANN_REPLICAS)
-    return kr._int(ann, replicas_of(dep))  # pylint: disable=protected-access
+    ann = (dep["metadata"].get("annotations") or {}).get(kn.ANN_REPLICAS)
+    return kn.as_int(ann, replicas_of(dep))
 
 
-def restore(cluster: kr.Cluster, p: Dict[str, Any], dep: Dict[str, Any], check_mode: bool) -> Optional[Dict[str, Any]]:
+def restore(cluster: Releases, p: Dict[str, Any], dep: Dict[str, Any], check_mode: bool) -> Optional[Dict[str, Any]]:
     """Scale a release a canary or a previous switch scaled down back to its full size (rollback)."""
     current, full = replicas_of(dep), full_replicas(dep)
     if current >= full:
@@ -215,19 +203,19 @@ def restore(cluster: kr.Cluster, p: Dict[str, Any], dep: Dict[str, Any], check_m
     return {"release": p["release"], "replicas_before": current, "replicas": full}
 
 
-def replica_ratio(cluster: kr.Cluster, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+def replica_ratio(cluster: Releases, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     """Canary by replicas: grow first and wait ready, then shrink, so capacity never drops."""
     app, canary, stable = p["app"], p["release"], p["stable_release"]
     if canary == stable:
         raise invalid_option("stable_release", stable, "a release other than the canary release %r" % canary)
     name = p["service"] or app
-    deps = {canary: cluster.existing_release(app, canary), stable: cluster.existing_release(app, stable, "stable_release")}
+    deps = {canary: cluster.existing(app, canary), stable: cluster.existing(app, stable, "stable_release")}
     total = p.get("total_replicas")
     if total is None:
-        ann = (deps[stable]["metadata"].get("annotations") or {}).get(kc.ANN_REPLICAS)
+        ann = (deps[stable]["metadata"].get("annotations") or {}).get(kn.ANN_REPLICAS)
         if ann is None or not str(ann).isdigit():
             raise DeployError("Option 'total_replicas': not given and release %r has no %s annotation to default to. "
-                              "Set total_replicas." % (stable, kc.ANN_REPLICAS), option="total_replicas")
+                              "Set total_replicas." % (stable, kn.ANN_REPLICAS), option="total_replicas")
         total = int(ann)
     canary_n, stable_n = ratio_replicas(total, p["weight"])
     target = {canary: canary_n, stable: stable_n}
@@ -242,7 +230,7 @@ def replica_ratio(cluster: kr.Cluster, p: Dict[str, Any], check_mode: bool) -> D
     for rid in grow:
         if waiting:
             _wait_ready(cluster, app, rid, target[rid], p["wait_timeout"])
-    action = ensure_selector(cluster, p, current, kc.selector_for(app), check_mode)
+    action = ensure_selector(cluster, p, current, kn.selector_for(app), check_mode)
     for rid in shrink:
         _scale(cluster, deps[rid], target[rid], check_mode)
     weights = {canary: p["weight"], stable: 100 - p["weight"]}
@@ -250,7 +238,7 @@ def replica_ratio(cluster: kr.Cluster, p: Dict[str, Any], check_mode: bool) -> D
         def check() -> Tuple[bool, str]:
             counts = _endpoint_counts(cluster, app, name)["by_release"]
             weights.clear()
-            weights.update({rid: kr.percent(counts.get(rid, 0), sum(counts.values())) for rid in target})
+            weights.update({rid: ke.percent(counts.get(rid, 0), sum(counts.values())) for rid in target})
             return all(counts.get(rid, 0) == n for rid, n in target.items()), (
                 "Service %s: Endpoints list ready addresses %s, wanted %s" % (
                     name, {rid: counts.get(rid, 0) for rid in target}, target))
@@ -258,33 +246,35 @@ def replica_ratio(cluster: kr.Cluster, p: Dict[str, Any], check_mode: bool) -> D
     return {"changed": bool(grow or shrink) or action != "none", "strategy": "replica_ratio", "app": app,
             "service": name, "release": canary, "stable_release": stable, "total_replicas": total,
             "replicas": target, "weights": weights, "action": action,
-            "selector": {"before": sel_before, "after": kc.selector_for(app)},
+            "selector": {"before": sel_before, "after": kn.selector_for(app)},
             "diff": {"before": {"replicas": before, "selector": sel_before},
-                     "after": {"replicas": target, "selector": kc.selector_for(app)}}}
+                     "after": {"replicas": target, "selector": kn.selector_for(app)}}}
 
 
 def _routes(strategy: str) -> Callable[..., Dict[str, Any]]:
-    # Lazy: the router strategies are optional and live in their own module_utils.
-    from ansible_collections.immutable.deploy.plugins.module_utils import k8s_routes  # pylint: disable=import-outside-toplevel
-    return k8s_routes.apply_ingress_canary if strategy == "ingress_nginx" else k8s_routes.apply_httproute_weights
+    # Lazy: the edge routers are optional and live in their own module_utils.
+    from ansible_collections.immutable.deploy.plugins.module_utils.k8s import routes  # pylint: disable=import-outside-toplevel
+    return routes.apply_ingress_canary if strategy == "ingress_nginx" else routes.apply_httproute_weights
 
 
 def apply(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     """Validate everything that needs no cluster, connect, then run the strategy."""
     strategy = p["strategy"]
     check_weight(p.get("weight"))
-    kr.validate_names(p, "release", "stable_release")
+    validate_names(p, "release", "stable_release")
     if strategy == "replica_ratio" and p.get("total_replicas") is not None:
         ratio_replicas(p["total_replicas"], p["weight"])
     for port in p.get("service_ports") or []:
         if not 1 <= port["port"] <= 65535:
             raise invalid_option("service_ports", port["port"], "ports from 1 to 65535")
-    cluster = kr.Cluster(p)
+    client = Client(p)
+    client.require_namespace()
+    cluster = Releases(client)
     if strategy == "service":
         return switch_service(cluster, p, check_mode)
     if strategy == "replica_ratio":
         return replica_ratio(cluster, p, check_mode)
-    result = _routes(strategy)(cluster.api, p, check_mode)
+    result = _routes(strategy)(client, p, check_mode)
     result.setdefault("strategy", strategy)
     if "diff" not in result and ("before" in result or "after" in result):
         result["diff"] = {"before": result.get("before"), "after": result.get("after")}

@@ -1,6 +1,6 @@
 # Copyright: immutable.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Waiting for a Deployment's rollout and explaining, from its pods, why it failed.
+"""A Deployment's rollout: its pods' health, waiting for it, and explaining why it failed.
 
 Everything here works on the plain dicts the API returns (camelCase keys), so the
 rules are unit-testable with literal pod dicts; the waiting loops take the reads
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import naming as kn
+from ansible_collections.immutable.deploy.plugins.module_utils.waiting import wait_until
 
 # Waiting reasons that do not heal by waiting longer: fail at once, not at the timeout.
 FAST_FAIL_REASONS = frozenset((
@@ -22,6 +25,36 @@ MAX_PODS_REPORTED = 5
 _MAX_TEXT = 300
 
 Dict_ = Dict[str, Any]
+
+
+def pod_ready(pod: Dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def pod_broken(pod: Dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    if status.get("phase") == "Failed":
+        return True
+    for cs in status.get("containerStatuses") or []:
+        if ((cs.get("state") or {}).get("waiting") or {}).get("reason") in FAST_FAIL_REASONS:
+            return True
+    return False
+
+
+def health(deployment: Dict[str, Any], pods: List[Dict[str, Any]]) -> str:
+    """unhealthy: the rollout missed its progress deadline, a replica failed, or a pod cannot start;
+    healthy: every wanted replica is ready; progressing otherwise."""
+    status = deployment.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("status") == "False":
+            return "unhealthy"
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return "unhealthy"
+    if any(pod_broken(p) for p in pods):
+        return "unhealthy"
+    replicas = kn.as_int((deployment.get("spec") or {}).get("replicas"), 1)
+    return "healthy" if kn.as_int(status.get("readyReplicas")) >= replicas else "progressing"
 
 
 def _short(text: Any) -> Optional[str]:
@@ -157,33 +190,33 @@ def wait_rollout(read_deployment: Callable[[], Dict_], list_pods: Callable[[], L
 
     why is 'failed' (a reason that waiting does not cure, reported at once) or 'timeout'.
     """
-    deadline = clock() + timeout
-    while True:
+    def check() -> Tuple[bool, Optional[Tuple[Dict_, str, List[Dict_], Optional[str], List[str]]]]:
         dep = read_deployment()
         done, summary = rollout(dep)
         if done:
-            return None
+            return True, None
         pods = list_pods()
-        dep_reason = deployment_failure(dep)
-        stuck = fast_failures(pods)
-        if dep_reason or stuck or clock() >= deadline:
-            # Pods with trouble first; a report of many identical pods stays short.
-            pods.sort(key=lambda p: (p["metadata"]["name"] not in stuck, _terminating(p), p["metadata"]["name"]))
-            details = [pod_detail(p, list_events(p["metadata"]["name"])) for p in pods[:MAX_PODS_REPORTED]]
-            return {"why": "failed" if (dep_reason or stuck) else "timeout", "summary": summary,
-                    "deployment_reason": dep_reason, "pods": details, "pod_count": len(pods)}
-        sleep(POLL_SECONDS)
+        dep_reason, stuck = deployment_failure(dep), fast_failures(pods)
+        return bool(dep_reason or stuck), (dep, summary, pods, dep_reason, stuck)
+
+    dummy, state = wait_until(check, timeout, POLL_SECONDS, clock, sleep)
+    if state is None:
+        return None
+    dep, summary, pods, dep_reason, stuck = state
+    # Pods with trouble first; a report of many identical pods stays short.
+    pods.sort(key=lambda p: (p["metadata"]["name"] not in stuck, _terminating(p), p["metadata"]["name"]))
+    details = [pod_detail(p, list_events(p["metadata"]["name"])) for p in pods[:MAX_PODS_REPORTED]]
+    return {"why": "failed" if (dep_reason or stuck) else "timeout", "summary": summary,
+            "deployment_reason": dep_reason, "pods": details, "pod_count": len(pods)}
 
 
 def wait_gone(list_pods: Callable[[], List[Dict_]], timeout: float,
               clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> List[str]:
     """Names of the pods still there after timeout (empty once all are gone)."""
-    deadline = clock() + timeout
-    while True:
+    def check() -> Tuple[bool, List[str]]:
         names = sorted(p["metadata"]["name"] for p in list_pods())
-        if not names or clock() >= deadline:
-            return names
-        sleep(POLL_SECONDS)
+        return not names, names
+    return wait_until(check, timeout, POLL_SECONDS, clock, sleep)[1]
 
 
 def failure_text(report: Dict_) -> str:
