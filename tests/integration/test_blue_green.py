@@ -126,7 +126,7 @@ def test_deploy_swap_idempotent_rollback_retire(play, env, images):
         assert served(env) == {"1.0.0"} and info(play, env)["1.0.0"]["live"]
         os.remove(lock_file)
 
-        third = deploy(play, env, images["3.0.0"])  # takes 2.0.0's slot, keeps 1.0.0 warm
+        third = deploy(play, env, images["3.0.0"])  # third slot; 2.0.0 retired after the switch, 1.0.0 warm
         assert third.rc == 0, third.stdout[-4000:]
         assert set(info(play, env)) == {"3.0.0", "1.0.0"}
         fourth = deploy(play, env, images["2.0.0"], blue_green_keep=1)
