@@ -110,7 +110,7 @@ class ServerWatch(zd.WeightWatch):
     """zero_downtime's poller, but a change is any change of (server, weight) among servers taking traffic."""
 
     def live_set(self) -> frozenset:
-        from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import admin_to_state, parse_servers_state
+        from ansible_collections.immutable.deploy.plugins.module_utils.routers.haproxy import admin_to_state, parse_servers_state
         rows = parse_servers_state(self.runtime.raw("show servers state %s" % self.backend))
         return frozenset((r["srv_name"], int(r["srv_uweight"])) for r in rows
                          if r.get("srv_uweight", "0").isdigit() and int(r["srv_uweight"]) > 0
@@ -123,8 +123,8 @@ def slot_of(server: str) -> str:
 
 def build_images(tmp: str, repo: str) -> Dict[str, str]:
     """Good v1 and bad v2, built and pushed like zero_downtime.build_images, plus the flaky CGI."""
-    from ansible_collections.immutable.deploy.plugins.module_utils.image_ref import DEFAULT_MOVING_TAGS
-    from ansible_collections.immutable.deploy.plugins.module_utils.images import build
+    from ansible_collections.immutable.deploy.plugins.module_utils.images.reference import DEFAULT_MOVING_TAGS
+    from ansible_collections.immutable.deploy.plugins.module_utils.images.build import build
     refs = {}
     for version, cgi in ((V1, GOOD_CGI), (BAD, BAD_CGI)):
         context = os.path.join(tmp, "ctx-" + version)

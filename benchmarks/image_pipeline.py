@@ -42,7 +42,7 @@ def sh(*cmd: str) -> None:
 
 
 def build_params(name: str, version: str, context: str):
-    from ansible_collections.immutable.deploy.plugins.module_utils.image_ref import DEFAULT_MOVING_TAGS
+    from ansible_collections.immutable.deploy.plugins.module_utils.images.reference import DEFAULT_MOVING_TAGS
     return dict(name=name, version=version, path=context, dockerfile="Dockerfile", build_args={},
                 target=None, labels={}, revision=None, source=None, pull=False, push=True,
                 docker_host=None, docker_timeout=120, registry_username=None, registry_password=None,
@@ -61,8 +61,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of the no-op measurements")
     opts = parser.parse_args()
     link_collection()
-    from ansible_collections.immutable.deploy.plugins.module_utils.images import build
-    from ansible_collections.immutable.deploy.plugins.module_utils.promote import promote
+    from ansible_collections.immutable.deploy.plugins.module_utils.images.build import build
+    from ansible_collections.immutable.deploy.plugins.module_utils.images.promote import promote
 
     uid = uuid.uuid4().hex[:8]
     ours, raw = "%s/bench-%s/ours" % (REGISTRY, uid), "%s/bench-%s/raw" % (REGISTRY, uid)

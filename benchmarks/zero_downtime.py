@@ -195,14 +195,14 @@ class WeightWatch(threading.Thread):
 
     def __init__(self, socket_path: str, backend: str) -> None:
         super().__init__(daemon=True)
-        from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import Runtime
+        from ansible_collections.immutable.deploy.plugins.module_utils.routers.haproxy import Runtime
         self.runtime, self.backend = Runtime(socket_path, timeout=2), backend
         self.changes: List[Tuple[float, float, frozenset]] = []
         self.polls = 0
         self._stop_event = threading.Event()
 
     def live_set(self) -> frozenset:
-        from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import admin_to_state, parse_servers_state
+        from ansible_collections.immutable.deploy.plugins.module_utils.routers.haproxy import admin_to_state, parse_servers_state
         rows = parse_servers_state(self.runtime.raw("show servers state %s" % self.backend))
         # admin state: only the maint/drain bits matter (0x04 just remembers 'disabled' in the config).
         return frozenset(r["srv_name"] for r in rows if r.get("srv_uweight", "0").isdigit() and int(r["srv_uweight"]) > 0
@@ -248,8 +248,8 @@ def ms(value: Optional[float]) -> Optional[float]:
 
 
 def build_images(tmp: str, repo: str) -> Dict[str, Dict[str, Any]]:
-    from ansible_collections.immutable.deploy.plugins.module_utils.image_ref import DEFAULT_MOVING_TAGS
-    from ansible_collections.immutable.deploy.plugins.module_utils.images import build
+    from ansible_collections.immutable.deploy.plugins.module_utils.images.reference import DEFAULT_MOVING_TAGS
+    from ansible_collections.immutable.deploy.plugins.module_utils.images.build import build
     images = {}
     for version in (V1, V2):
         context = os.path.join(tmp, "ctx-" + version)

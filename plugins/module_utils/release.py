@@ -1,12 +1,12 @@
 # Copyright: immutable.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The release model, target-independent: names, labels, validation, spec hashing.
+"""The release model every target shares: names, slots, and spec hashing.
 
-A release is one immutable unit: an app, a release id, a slot and a normalized
-spec (digest, replicas, ports, env, ...). The spec is hashed into a label so a
-later run can tell "the same release again" (no-op) from "other content under an
-existing release id" (an error), and a per-field hash map names what differs
-without storing any value, secret or not.
+A release is one immutable unit: an app, a release id, a slot and a normalized spec
+(each target says what is in it: docker/spec.py, k8s/spec.py). The spec is hashed
+into a label or annotation so a later run can tell "the same release again" (no-op)
+from "other content under an existing release id" (an error), and a per-field hash
+map names what differs without storing any value, secret or not.
 """
 from __future__ import annotations
 
@@ -15,35 +15,17 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
-from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
-
-PREFIX = "io.immutable-deploy."
-LABEL_APP = PREFIX + "app"
-LABEL_RELEASE = PREFIX + "release"
-LABEL_SLOT = PREFIX + "slot"
-LABEL_DIGEST = PREFIX + "digest"
-LABEL_IMAGE = PREFIX + "image"
-LABEL_CREATED = PREFIX + "created"
-LABEL_REPLICA = PREFIX + "replica"
-LABEL_REPLICAS = PREFIX + "replicas"
-LABEL_SPEC = PREFIX + "spec"
-LABEL_SPEC_FIELDS = PREFIX + "spec-fields"
+from ansible_collections.immutable.deploy.plugins.module_utils.errors import invalid_option
 
 # Router slots a release can occupy; the third lets a deploy start beside both the live and
 # the warm release, so a failed deploy never costs the way back.
 SLOTS = ("blue", "green", "amber")
 SPEC_SCHEME = "v1"
-# Fields in the order errors list them; identity (app, release) is not part of the spec.
-SPEC_FIELDS = ("slot", "digest", "replicas", "container_port", "published_ports", "bind_address",
-               "env", "secret_env", "command", "restart_policy", "memory", "cpus", "labels",
-               "healthcheck")
 
 # DNS-label-like so the name is usable as a container name, hostname and router backend.
 _APP_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 # Version-like and valid inside a Docker container name ('+' is not), no leading separator.
 _RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_MEMORY_RE = re.compile(r"^([0-9]+)([bkmg]?)$")
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 
 
 def validate_app(app: Any) -> str:
@@ -66,132 +48,36 @@ def validate_slot(slot: Any) -> str:
     return slot
 
 
-def container_name(app: str, release: str, replica: int) -> str:
-    return "%s-%s-%d" % (app, release, replica)
-
-
-def parse_memory(value: Any) -> Optional[int]:
-    """'256m' -> bytes; None stays None. Units b, k, m, g (powers of 1024), as Docker reads them."""
-    if value is None or value == "":
-        return None
-    match = _MEMORY_RE.match(str(value).strip().lower())
-    if not match or int(match.group(1)) == 0:
-        raise invalid_option("memory", value, "a positive size such as '268435456', '512k', '256m' or '1g'")
-    return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-def _str_map(option: str, value: Optional[Dict[str, Any]]) -> Dict[str, str]:
+def str_map(option: str, value: Optional[Dict[str, Any]], key_re: Optional["re.Pattern[str]"] = None,
+            accepted_keys: str = "") -> Dict[str, str]:
+    """A map of options as strings; YAML booleans become 'true'/'false', what a program reads."""
     out = {}
     for key, val in (value or {}).items():
-        if not isinstance(key, str) or not key:
-            raise invalid_option(option, key, "non-empty string keys")
+        if not isinstance(key, str) or not key or (key_re is not None and not key_re.match(key)):
+            raise invalid_option(option, key, accepted_keys or "non-empty string keys")
         if isinstance(val, (dict, list)) or val is None:
             raise invalid_option("%s.%s" % (option, key), "<%s>" % type(val).__name__ if val is not None else None,
                                  "a string, number or boolean")
-        # YAML booleans become 'true'/'false', what a shell or a program expects, not Python's 'True'.
         out[key] = str(val).lower() if isinstance(val, bool) else str(val)
     return out
 
 
-def normalize_healthcheck(hc: Optional[Dict[str, Any]], container_port: Optional[int]) -> Optional[Dict[str, Any]]:
-    """The health check as the spec records it, with the Docker test command resolved."""
-    if not hc:
-        return None
-    kind = hc.get("type") or "http"
-    if kind == "http":
-        port = hc.get("port") or container_port
-        if not port:
-            raise DeployError("Option 'healthcheck': type 'http' needs healthcheck.port or container_port.",
-                              option="healthcheck")
-        path = hc.get("path") or "/"
-        if not path.startswith("/"):
-            raise invalid_option("healthcheck.path", path, "an absolute URL path such as '/health'")
-        # Images are minimal: busybox's wget is the probe, no shell needed.
-        test = ["CMD", "/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:%d%s" % (port, path)]
-    elif kind == "cmd":
-        command = hc.get("command") or []
-        if not command:
-            raise DeployError("Option 'healthcheck': type 'cmd' needs healthcheck.command (a list, exec form).",
-                              option="healthcheck.command")
-        test = ["CMD"] + [str(c) for c in command]
-    else:
-        raise invalid_option("healthcheck.type", kind, "http or cmd")
-    out = {"test": test}
-    for key, minimum in (("interval", 1), ("timeout", 1), ("retries", 1), ("start_period", 0)):
-        value = hc.get(key)
-        if value is None:
-            value = {"interval": 5, "timeout": 3, "retries": 3, "start_period": 0}[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise invalid_option("healthcheck." + key, value, "an integer >= %d" % minimum)
-        out[key] = value
-    return out
-
-
-def normalize_spec(p: Dict[str, Any], digest: str) -> Dict[str, Any]:
-    """Every option that changes what runs, normalized; wait/state options are not part of it."""
-    replicas = p.get("replicas", 1)
-    if not isinstance(replicas, int) or replicas < 1 or replicas > 100:
-        raise invalid_option("replicas", replicas, "an integer from 1 to 100")
-    port = p.get("container_port")
-    if port is not None and not 1 <= port <= 65535:
-        raise invalid_option("container_port", port, "a TCP port from 1 to 65535")
-    published = p.get("published_ports") or None
-    if published is not None:
-        if port is None:
-            raise DeployError("Option 'published_ports' needs container_port.", option="published_ports")
-        if len(published) != replicas or len(set(published)) != len(published) \
-                or not all(1 <= x <= 65535 for x in published):
-            raise invalid_option("published_ports", published,
-                                 "%d distinct host ports from 1 to 65535, one per replica" % replicas)
-    cpus = p.get("cpus")
-    if cpus is not None and cpus <= 0:
-        raise invalid_option("cpus", cpus, "a positive number such as 0.5")
-    labels = _str_map("labels", p.get("labels"))
-    ours = sorted(k for k in labels if k.startswith(PREFIX))
-    if ours:
-        raise invalid_option("labels", ours, "keys outside %s*, which this module sets" % PREFIX)
-    secret = _str_map("secret_env", p.get("secret_env"))
-    env = _str_map("env", p.get("env"))
-    both = sorted(set(env) & set(secret))
-    if both:
-        raise invalid_option("env", both, "names that are not also in secret_env")
-    return {
-        "slot": validate_slot(p.get("slot")),
-        "digest": digest,
-        "replicas": replicas,
-        "container_port": port,
-        "published_ports": list(published) if published else None,
-        "bind_address": p.get("bind_address") or "127.0.0.1",
-        "env": env,
-        # Only a hash: the spec and its labels must never carry a secret value.
-        "secret_env": _hash(secret) if secret else None,
-        "command": [str(c) for c in p["command"]] if p.get("command") else None,
-        "restart_policy": p.get("restart_policy") or "unless-stopped",
-        "memory": parse_memory(p.get("memory")),
-        "cpus": float(cpus) if cpus is not None else None,
-        "labels": labels,
-        "healthcheck": normalize_healthcheck(p.get("healthcheck"), port),
-    }
-
-
-def _hash(value: Any) -> str:
+def content_hash(value: Any) -> str:
+    """sha256 of the canonical JSON of a value."""
     return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def spec_hash(spec: Dict[str, Any]) -> str:
-    return _hash([SPEC_SCHEME, spec])
+    return content_hash([SPEC_SCHEME, spec])
 
 
-def spec_fields(spec: Dict[str, Any], fields: Sequence[str] = SPEC_FIELDS) -> str:
-    """Label value: field -> short hash, enough to name what differs, revealing no value.
-
-    fields: the target's field list (the Docker SPEC_FIELDS unless given).
-    """
-    return json.dumps({k: _hash(spec.get(k))[7:19] for k in fields}, sort_keys=True, separators=(",", ":"))
+def spec_fields(spec: Dict[str, Any], fields: Sequence[str]) -> str:
+    """Label value: field -> short hash, enough to name what differs, revealing no value."""
+    return json.dumps({k: content_hash(spec.get(k))[7:19] for k in fields}, sort_keys=True, separators=(",", ":"))
 
 
 def differing_fields(existing_fields_label: Optional[str], spec: Dict[str, Any],
-                     fields: Sequence[str] = SPEC_FIELDS) -> List[str]:
+                     fields: Sequence[str]) -> List[str]:
     try:
         existing = json.loads(existing_fields_label or "")
     except ValueError:
@@ -200,44 +86,3 @@ def differing_fields(existing_fields_label: Optional[str], spec: Dict[str, Any],
         return list(fields)  # unknown scheme: everything is suspect
     wanted = json.loads(spec_fields(spec, fields))
     return [k for k in fields if existing.get(k) != wanted[k]]
-
-
-def labels_for(app: str, release: str, spec: Dict[str, Any], image: str, created: str,
-               replica: int) -> Dict[str, str]:
-    labels = dict(spec["labels"])
-    labels.update({
-        LABEL_APP: app, LABEL_RELEASE: release, LABEL_SLOT: spec["slot"], LABEL_DIGEST: spec["digest"],
-        LABEL_IMAGE: image, LABEL_CREATED: created, LABEL_REPLICA: str(replica),
-        LABEL_REPLICAS: str(spec["replicas"]), LABEL_SPEC: spec_hash(spec), LABEL_SPEC_FIELDS: spec_fields(spec),
-    })
-    return labels
-
-
-# -- reading releases back from container views ---------------------------------
-def container_health(status: str, health: Optional[str]) -> str:
-    """healthy | unhealthy | starting | stopped. Running with no health check counts as healthy."""
-    if status == "restarting":
-        return "unhealthy"  # a crash loop under the restart policy
-    if status != "running":
-        return "stopped"
-    return health or "healthy"
-
-
-def release_state(replicas: int, healths: List[str]) -> str:
-    """running | stopped | partial, from the per-container health of the present replicas."""
-    stopped = sum(1 for h in healths if h == "stopped")
-    if len(healths) == replicas and stopped == 0:
-        return "running"
-    if len(healths) == replicas and stopped == replicas:
-        return "stopped"
-    return "partial"
-
-
-def overall_health(replicas: int, healths: List[str]) -> str:
-    if healths and all(h == "stopped" for h in healths) and len(healths) == replicas:
-        return "stopped"
-    if len(healths) < replicas or any(h in ("unhealthy", "stopped") for h in healths):
-        return "unhealthy"
-    if any(h == "starting" for h in healths):
-        return "starting"
-    return "healthy"

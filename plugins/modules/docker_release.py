@@ -307,10 +307,10 @@ diff:
   type: dict
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.docker_engine import (
+from ansible_collections.immutable.deploy.plugins.module_utils.docker.engine import (
     DOCKER_ARGS, DOCKER_IMPORT_ERROR)
-from ansible_collections.immutable.deploy.plugins.module_utils.docker_release import ensure
-from ansible_collections.immutable.deploy.plugins.module_utils.images import (
+from ansible_collections.immutable.deploy.plugins.module_utils.docker.release import ensure
+from ansible_collections.immutable.deploy.plugins.module_utils.images.registry import (
     MOVING_TAGS_ARG, REGISTRY_ARGS)
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 

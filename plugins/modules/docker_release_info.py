@@ -176,9 +176,9 @@ router_slots:
   sample: [blue, green, amber]
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.docker_engine import (
+from ansible_collections.immutable.deploy.plugins.module_utils.docker.engine import (
     DOCKER_ARGS, DOCKER_IMPORT_ERROR)
-from ansible_collections.immutable.deploy.plugins.module_utils.docker_release import info
+from ansible_collections.immutable.deploy.plugins.module_utils.docker.releases import info
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 

@@ -175,9 +175,9 @@ router_mismatches:
   elements: dict
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.docker_engine import (
+from ansible_collections.immutable.deploy.plugins.module_utils.docker.engine import (
     DOCKER_ARGS, DOCKER_IMPORT_ERROR)
-from ansible_collections.immutable.deploy.plugins.module_utils.docker_switch import switch
+from ansible_collections.immutable.deploy.plugins.module_utils.docker.switch import switch
 from ansible_collections.immutable.deploy.plugins.module_utils.lock import LOCK_OPTION, guarded
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 

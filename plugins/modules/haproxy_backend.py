@@ -181,7 +181,7 @@ drained:
   sample: {servers: [blue1, blue2], seconds: 1.5}
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import apply_backend
+from ansible_collections.immutable.deploy.plugins.module_utils.routers.haproxy import apply_backend
 from ansible_collections.immutable.deploy.plugins.module_utils.lock import LOCK_OPTION, guarded
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 

@@ -102,7 +102,7 @@ max_latency:
 """
 
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
-from ansible_collections.immutable.deploy.plugins.module_utils.probe import check
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.probe import check
 
 
 def main() -> None:

@@ -131,10 +131,10 @@ pushed:
   type: bool
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.docker_engine import (
+from ansible_collections.immutable.deploy.plugins.module_utils.docker.engine import (
     DOCKER_ARGS, DOCKER_IMPORT_ERROR)
-from ansible_collections.immutable.deploy.plugins.module_utils.images import (
-    MOVING_TAGS_ARG, REGISTRY_ARGS, build)
+from ansible_collections.immutable.deploy.plugins.module_utils.images.build import build
+from ansible_collections.immutable.deploy.plugins.module_utils.images.registry import MOVING_TAGS_ARG, REGISTRY_ARGS
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 

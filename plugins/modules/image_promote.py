@@ -79,9 +79,9 @@ target:
   type: dict
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.images import MOVING_TAGS_ARG, REGISTRY_ARGS
+from ansible_collections.immutable.deploy.plugins.module_utils.images.promote import promote
+from ansible_collections.immutable.deploy.plugins.module_utils.images.registry import MOVING_TAGS_ARG, REGISTRY_ARGS
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
-from ansible_collections.immutable.deploy.plugins.module_utils.promote import promote
 
 
 def main() -> None:

@@ -337,7 +337,7 @@ pods:
   elements: dict
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.images import MOVING_TAGS_ARG, REGISTRY_ARGS
+from ansible_collections.immutable.deploy.plugins.module_utils.images.registry import MOVING_TAGS_ARG, REGISTRY_ARGS
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s.release import ensure
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module

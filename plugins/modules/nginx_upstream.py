@@ -150,7 +150,7 @@ rolled_back: {description: True when the file was restored after nginx rejected 
 
 from ansible_collections.immutable.deploy.plugins.module_utils.lock import LOCK_OPTION, guarded
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
-from ansible_collections.immutable.deploy.plugins.module_utils.nginx import apply
+from ansible_collections.immutable.deploy.plugins.module_utils.routers.nginx import apply
 
 
 def main() -> None:

@@ -385,7 +385,7 @@ abort:
            "state_file": "/run/immutable-deploy/web/server-state"}
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.analysis import run
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.verdict import run
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 

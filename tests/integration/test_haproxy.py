@@ -21,7 +21,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import Runtime
+from ansible_collections.immutable.deploy.plugins.module_utils.routers.haproxy import Runtime
 from net import free_port
 
 HAPROXY = "/usr/sbin/haproxy"

@@ -9,12 +9,11 @@ the size of a release may change (scaling is not content).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from ansible_collections.immutable.deploy.plugins.module_utils import image_ref
 from ansible_collections.immutable.deploy.plugins.module_utils import release as model
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
-from ansible_collections.immutable.deploy.plugins.module_utils.images import registry_for
+from ansible_collections.immutable.deploy.plugins.module_utils.images.resolve import resolve_image
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import endpoints as ke
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import naming as kn
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import rollout
@@ -85,19 +84,6 @@ def validate_names(p: Dict[str, Any], *options: str) -> None:
                 model.validate_release(p[option])
             except DeployError as exc:
                 raise DeployError(exc.msg.replace("option 'release'", "option '%s'" % option), option=option)
-
-
-def resolve_image(p: Dict[str, Any]) -> Tuple[str, str]:
-    """('repo@sha256:...', digest): a digest is taken as given, a version tag is resolved in its registry."""
-    ref = image_ref.parse(p["image"], "image")
-    if ref.digest:
-        return ref._replace(tag=None).pinned, ref.digest
-    image_ref.require_version_tag(ref, "image", p.get("moving_tags") or image_ref.DEFAULT_MOVING_TAGS)
-    manifest = registry_for(ref, p).get_manifest(ref.repository, ref.tag)
-    if manifest is None:
-        raise DeployError("Option 'image': %s was not found in registry %s." % (ref.tagged, ref.registry),
-                          option="image")
-    return ref._replace(tag=None).with_digest(manifest.digest).pinned, manifest.digest
 
 
 # -- reading the cluster -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.immutable.deploy.plugins.module_utils import image_ref
+from ansible_collections.immutable.deploy.plugins.module_utils.images import reference as image_ref
 from ansible_collections.immutable.deploy.plugins.module_utils import release as model
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import naming as kn
@@ -44,20 +44,6 @@ def validate_release_id(release_id: Any) -> str:
     return release_id
 
 
-def _str_map(option: str, value: Optional[Dict[str, Any]], key_re: Optional["re.Pattern[str]"] = None,
-             accepted_keys: str = "") -> Dict[str, str]:
-    out = {}
-    for key, val in (value or {}).items():
-        if not isinstance(key, str) or not key or (key_re is not None and not key_re.match(key)):
-            raise invalid_option(option, key, accepted_keys or "non-empty string keys")
-        if isinstance(val, (dict, list)) or val is None:
-            raise invalid_option("%s.%s" % (option, key), "<%s>" % type(val).__name__ if val is not None else None,
-                                 "a string, number or boolean")
-        # YAML booleans become 'true'/'false', what a program reads, not Python's 'True'.
-        out[key] = str(val).lower() if isinstance(val, bool) else str(val)
-    return out
-
-
 def option_int(option: str, value: Any, low: int, high: Optional[int] = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
         raise invalid_option(option, value, "an integer from %d%s" % (low, " to %d" % high if high else " up"))
@@ -72,7 +58,7 @@ def _label_key_ok(key: str) -> bool:
 
 
 def normalize_labels(value: Optional[Dict[str, Any]]) -> Dict[str, str]:
-    labels = _str_map("labels", value)
+    labels = model.str_map("labels", value)
     for key, val in sorted(labels.items()):
         if key.startswith(kn.PREFIX) or key in RESERVED_LABELS:
             raise invalid_option("labels", key, "keys outside %s* and other than %s, which this module sets"
@@ -139,12 +125,12 @@ def normalize_spec(p: Dict[str, Any], digest: str) -> Dict[str, Any]:
     if p.get("image_pull_policy", "IfNotPresent") not in PULL_POLICIES:
         raise invalid_option("image_pull_policy", p.get("image_pull_policy"), ", ".join(PULL_POLICIES))
     env_names = "environment variable names: letters, digits, '_', '-', '.', not starting with a digit"
-    env = _str_map("env", p.get("env"), _ENV_NAME_RE, env_names)
-    secret = _str_map("secret_env", p.get("secret_env"), _ENV_NAME_RE, env_names)
+    env = model.str_map("env", p.get("env"), _ENV_NAME_RE, env_names)
+    secret = model.str_map("secret_env", p.get("secret_env"), _ENV_NAME_RE, env_names)
     both = sorted(set(env) & set(secret))
     if both:
         raise invalid_option("env", both, "names that are not also in secret_env")
-    files = _str_map("config_files", p.get("config_files"), _FILE_NAME_RE,
+    files = model.str_map("config_files", p.get("config_files"), _FILE_NAME_RE,
                      "file names of letters, digits, '-', '_', '.' (no '/')")
     if set(files) & {".", ".."}:
         raise invalid_option("config_files", sorted(set(files) & {".", ".."}), "file names other than . and ..")
@@ -172,7 +158,7 @@ def normalize_spec(p: Dict[str, Any], digest: str) -> Dict[str, Any]:
 
 
 def secret_values(p: Dict[str, Any]) -> Dict[str, str]:
-    return _str_map("secret_env", p.get("secret_env"))
+    return model.str_map("secret_env", p.get("secret_env"))
 
 
 def content_name(name: str, kind: str, data: Dict[str, str]) -> str:

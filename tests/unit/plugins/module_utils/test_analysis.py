@@ -4,11 +4,11 @@ from typing import Any, Dict, List
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils import analysis
-from ansible_collections.immutable.deploy.plugins.module_utils.analysis import Metric, analyse, build_metrics, run
-from ansible_collections.immutable.deploy.plugins.module_utils.conditions import compile_condition
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis import verdict as analysis
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.verdict import Metric, analyse, build_metrics, run
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.conditions import compile_condition
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
-from ansible_collections.immutable.deploy.plugins.module_utils.providers import HaproxyProvider, MeasurementError, Provider
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.providers import HaproxyProvider, MeasurementError, Provider
 
 
 class Script(Provider):
@@ -249,8 +249,8 @@ def test_haproxy_prefix_matching_nothing_is_bad_input():
 
 
 def test_fail_fast_ends_the_round_once_enough_requests_fail():
-    from ansible_collections.immutable.deploy.plugins.module_utils import analysis
-    from ansible_collections.immutable.deploy.plugins.module_utils.conditions import compile_condition
+    from ansible_collections.immutable.deploy.plugins.module_utils.analysis import verdict as analysis
+    from ansible_collections.immutable.deploy.plugins.module_utils.analysis.conditions import compile_condition
 
     class Early:
         def __init__(self):

@@ -5,12 +5,12 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils import analysis
-from ansible_collections.immutable.deploy.plugins.module_utils.analysis import (
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis import verdict as analysis
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.verdict import (
     Abort, Metric, abort_commands, analyse, chunk_commands, parse_abort, run)
-from ansible_collections.immutable.deploy.plugins.module_utils.conditions import compile_condition
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.conditions import compile_condition
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
-from ansible_collections.immutable.deploy.plugins.module_utils.providers import MeasurementError, Provider
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.providers import MeasurementError, Provider
 
 
 def server(name: str, weight: int = 0, state: str = "maint", address: Optional[str] = "127.0.0.1",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils.conditions import compile_condition, evaluate
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.conditions import compile_condition, evaluate
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
 NAMES = ("result", "stable", "exit_code", "output")

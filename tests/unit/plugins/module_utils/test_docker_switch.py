@@ -5,7 +5,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils import docker_switch
+from ansible_collections.immutable.deploy.plugins.module_utils.docker import switch as docker_switch
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
 
@@ -27,19 +27,21 @@ def params(**extra: Any) -> Dict[str, Any]:
 
 @pytest.fixture
 def fake(monkeypatch):
+    """The engine, the reading of releases, the cold start and the HAProxy write, faked."""
     calls: Dict[str, List[Any]] = {"backend": [], "ensure": []}
     state: Dict[str, Any] = {"releases": []}
-    monkeypatch.setattr(docker_switch.docker_release, "info", lambda p: {"releases": state["releases"]})
+    monkeypatch.setattr(docker_switch, "Engine", lambda *a, **kw: object())
+    monkeypatch.setattr(docker_switch.releases, "read", lambda client, app, ref, *a: {"releases": state["releases"]})
 
-    def ensure(p, check_mode):
-        calls["ensure"].append(p["release"])
-        return {"release": rel(p["release"], "blue", False, port=3001)}
+    def start(client, app, release_id, wait_timeout):
+        calls["ensure"].append(release_id)
+        return rel(release_id, "blue", False, port=3001)
 
     def apply_backend(p, check_mode):
         calls["backend"].append((p, check_mode))
         return {"changed": True, "backend": p["backend"], "changes": [], "commands": [], "drained": {}}
-    monkeypatch.setattr(docker_switch.docker_release, "ensure", ensure)
-    from ansible_collections.immutable.deploy.plugins.module_utils import haproxy
+    monkeypatch.setattr(docker_switch.release, "start", start)
+    from ansible_collections.immutable.deploy.plugins.module_utils.routers import haproxy
     monkeypatch.setattr(haproxy, "apply_backend", apply_backend)
     return state, calls
 
@@ -97,8 +99,8 @@ def test_a_router_pointing_at_other_containers_is_refused_without_to_and_repaire
     wrong = [{"server": "blue1", "slot": "blue", "replica": 1, "address": "127.0.0.1", "port": 3002, "state": "ready",
               "weight": 100, "expected": {"release": "1.0.0", "address": "127.0.0.1", "port": 3001},
               "found": {"app": "web", "release": "2.0.0", "slot": "green", "replica": 1}}]
-    monkeypatch.setattr(docker_switch.docker_release, "info",
-                        lambda p: {"releases": releases, "router_mismatches": wrong})
+    monkeypatch.setattr(docker_switch.releases, "read",
+                        lambda client, app, ref, *a: {"releases": releases, "router_mismatches": wrong})
     with pytest.raises(DeployError, match="blue1 .ready, weight 100. -> 127.0.0.1:3002, which is release 2.0.0") as err:
         docker_switch.switch(params(), False, False)
     assert err.value.details["option"] == "to" and not calls["backend"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.immutable.deploy.plugins.module_utils.fingerprint import context_files, fingerprint
+from ansible_collections.immutable.deploy.plugins.module_utils.images.fingerprint import context_files, fingerprint
 
 
 def _context(tmp_path):

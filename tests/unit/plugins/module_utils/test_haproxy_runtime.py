@@ -8,7 +8,7 @@ from typing import Dict, List
 import pytest
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
-from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import (
+from ansible_collections.immutable.deploy.plugins.module_utils.routers.haproxy import (
     Runtime, admin_to_state, commands, drain_targets, parse_address, plan)
 
 # Captured from HAProxy 2.6.12 (trailing columns trimmed where irrelevant).

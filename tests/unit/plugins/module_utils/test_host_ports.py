@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils import host_ports, router_check
+from ansible_collections.immutable.deploy.plugins.module_utils.docker import ports as host_ports
+from ansible_collections.immutable.deploy.plugins.module_utils.docker import router_check
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
 

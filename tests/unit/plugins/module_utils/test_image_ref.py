@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils import image_ref
+from ansible_collections.immutable.deploy.plugins.module_utils.images import reference as image_ref
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
 DIGEST = "sha256:" + "a" * 64

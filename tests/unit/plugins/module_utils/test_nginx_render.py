@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from ansible_collections.immutable.deploy.plugins.module_utils import nginx
+from ansible_collections.immutable.deploy.plugins.module_utils.routers import nginx
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
 
@@ -178,16 +178,18 @@ def test_active_weights_skip_down_and_backup():
     assert nginx.active_weights(servers) == {("127.0.0.1", 1): 5}
 
 
-def test_release_info_reads_weights_from_the_upstream_file(tmp_path):
-    from ansible_collections.immutable.deploy.plugins.module_utils import docker_release
+def test_nginx_router_reads_weights_from_the_upstream_file(tmp_path):
+    from ansible_collections.immutable.deploy.plugins.module_utils.routers.base import RouterRef, endpoint_key, router_for
     path = tmp_path / "shop.conf"
     path.write_text(nginx.render("shop", nginx.parse_servers([
         {"address": "127.0.0.1", "port": 1, "weight": 100}, {"address": "::1", "port": 2, "weight": 3},
         {"address": "127.0.0.1", "port": 3, "down": True}])))
-    weights = docker_release._router_weights({"router_kind": "nginx", "router_upstream_file": str(path)}, None)
-    assert weights == {("127.0.0.1", 1): 100, ("::1", 2): 3}
-    assert docker_release._endpoint_key("0:0::1", 2) == ("::1", 2)
+    ref = RouterRef.from_params({"app": "shop", "router_kind": "nginx", "router_upstream_file": str(path)})
+    router = router_for(ref)
+    assert router.servers() is None
+    assert router.weights(None) == {("127.0.0.1", 1): 100, ("::1", 2): 3}
+    assert endpoint_key("0:0::1", 2) == ("::1", 2)
     with pytest.raises(DeployError, match="'router_socket' does not apply to router_kind=nginx"):
-        docker_release._check_router_options({"router_kind": "nginx", "router_socket": "/x.sock"})
+        RouterRef.from_params({"router_kind": "nginx", "router_socket": "/x.sock"})
     with pytest.raises(DeployError, match="'router_upstream_file' does not apply to router_kind=haproxy"):
-        docker_release._check_router_options({"router_kind": "haproxy", "router_upstream_file": str(path)})
+        RouterRef.from_params({"router_kind": "haproxy", "router_upstream_file": str(path)})

@@ -5,6 +5,8 @@ import json
 import pytest
 
 from ansible_collections.immutable.deploy.plugins.module_utils import release as model
+from ansible_collections.immutable.deploy.plugins.module_utils.docker import releases as reading
+from ansible_collections.immutable.deploy.plugins.module_utils.docker import spec as dspec
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
 DIGEST = "sha256:" + "b" * 64
@@ -48,46 +50,46 @@ def test_slots():
 
 
 def test_container_name():
-    assert model.container_name("web", "1.4.2", 3) == "web-1.4.2-3"
+    assert dspec.container_name("web", "1.4.2", 3) == "web-1.4.2-3"
 
 
 @pytest.mark.parametrize("text,expected", [("256m", 256 * 1024 ** 2), ("1g", 1024 ** 3), ("512K", 512 * 1024),
                                            ("1000", 1000), (None, None)])
 def test_parse_memory(text, expected):
-    assert model.parse_memory(text) == expected
+    assert dspec.parse_memory(text) == expected
 
 
 @pytest.mark.parametrize("text", ["0", "12x", "-1m", "1.5g"])
 def test_parse_memory_rejects(text):
     with pytest.raises(DeployError, match="'memory'"):
-        model.parse_memory(text)
+        dspec.parse_memory(text)
 
 
 def test_spec_is_normalized_and_stable():
-    a = model.normalize_spec(params(env={"B": 2, "A": True}), DIGEST)
-    b = model.normalize_spec(params(env={"A": "true", "B": "2"}), DIGEST)
+    a = dspec.normalize_spec(params(env={"B": 2, "A": True}), DIGEST)
+    b = dspec.normalize_spec(params(env={"A": "true", "B": "2"}), DIGEST)
     assert a["env"] == {"A": "true", "B": "2"}
     assert model.spec_hash(a) == model.spec_hash(b)
     assert a["restart_policy"] == "unless-stopped" and a["published_ports"] is None
 
 
 def test_secret_values_never_in_spec_or_labels():
-    spec = model.normalize_spec(params(), DIGEST)
-    labels = model.labels_for("web", "1.0", spec, "img@" + DIGEST, "2026-01-01T00:00:00.000000Z", 1)
+    spec = dspec.normalize_spec(params(), DIGEST)
+    labels = dspec.labels_for("web", "1.0", spec, "img@" + DIGEST, "2026-01-01T00:00:00.000000Z", 1)
     assert "hunter2" not in json.dumps(spec) and "hunter2" not in json.dumps(labels)
-    other = model.normalize_spec(params(secret_env={"TOKEN": "other"}), DIGEST)
+    other = dspec.normalize_spec(params(secret_env={"TOKEN": "other"}), DIGEST)
     assert model.spec_hash(spec) != model.spec_hash(other)
-    assert model.differing_fields(labels[model.LABEL_SPEC_FIELDS], other) == ["secret_env"]
+    assert model.differing_fields(labels[dspec.LABEL_SPEC_FIELDS], other, dspec.SPEC_FIELDS) == ["secret_env"]
 
 
 def test_labels():
-    spec = model.normalize_spec(params(labels={"team": "shop"}), DIGEST)
-    labels = model.labels_for("web", "1.0", spec, "img@" + DIGEST, "2026-01-01T00:00:00.000000Z", 2)
+    spec = dspec.normalize_spec(params(labels={"team": "shop"}), DIGEST)
+    labels = dspec.labels_for("web", "1.0", spec, "img@" + DIGEST, "2026-01-01T00:00:00.000000Z", 2)
     assert labels["team"] == "shop"
-    assert labels[model.LABEL_APP] == "web" and labels[model.LABEL_RELEASE] == "1.0"
-    assert labels[model.LABEL_SLOT] == "blue" and labels[model.LABEL_DIGEST] == DIGEST
-    assert labels[model.LABEL_REPLICA] == "2" and labels[model.LABEL_REPLICAS] == "2"
-    assert labels[model.LABEL_SPEC] == model.spec_hash(spec)
+    assert labels[dspec.LABEL_APP] == "web" and labels[dspec.LABEL_RELEASE] == "1.0"
+    assert labels[dspec.LABEL_SLOT] == "blue" and labels[dspec.LABEL_DIGEST] == DIGEST
+    assert labels[dspec.LABEL_REPLICA] == "2" and labels[dspec.LABEL_REPLICAS] == "2"
+    assert labels[dspec.LABEL_SPEC] == model.spec_hash(spec)
     assert all(k.startswith("io.immutable-deploy.") for k in labels if k != "team")
 
 
@@ -98,16 +100,16 @@ def test_labels():
     ({}, []),
 ])
 def test_differing_fields_names_what_differs(change, fields):
-    spec = model.normalize_spec(params(), DIGEST)
-    label = model.spec_fields(spec)
-    assert model.differing_fields(label, model.normalize_spec(params(**change), DIGEST)) == fields
+    spec = dspec.normalize_spec(params(), DIGEST)
+    label = model.spec_fields(spec, dspec.SPEC_FIELDS)
+    assert model.differing_fields(label, dspec.normalize_spec(params(**change), DIGEST), dspec.SPEC_FIELDS) == fields
 
 
 def test_differing_fields_digest_and_unknown_label():
-    spec = model.normalize_spec(params(), DIGEST)
-    assert model.differing_fields(model.spec_fields(spec), model.normalize_spec(params(), "sha256:" + "c" * 64)) \
-        == ["digest"]
-    assert model.differing_fields("not json", spec) == list(model.SPEC_FIELDS)
+    spec = dspec.normalize_spec(params(), DIGEST)
+    other = dspec.normalize_spec(params(), "sha256:" + "c" * 64)
+    assert model.differing_fields(model.spec_fields(spec, dspec.SPEC_FIELDS), other, dspec.SPEC_FIELDS) == ["digest"]
+    assert model.differing_fields("not json", spec, dspec.SPEC_FIELDS) == list(dspec.SPEC_FIELDS)
 
 
 @pytest.mark.parametrize("overrides,fragment", [
@@ -128,17 +130,17 @@ def test_differing_fields_digest_and_unknown_label():
 ])
 def test_spec_errors_name_the_option(overrides, fragment):
     with pytest.raises(DeployError) as err:
-        model.normalize_spec(params(**overrides), DIGEST)
+        dspec.normalize_spec(params(**overrides), DIGEST)
     assert fragment in err.value.msg
 
 
 def test_healthcheck_http_uses_busybox_wget():
-    hc = model.normalize_healthcheck({"type": "http", "path": "/health", "interval": 2}, 8080)
+    hc = dspec.normalize_healthcheck({"type": "http", "path": "/health", "interval": 2}, 8080)
     assert hc["test"] == ["CMD", "/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
     assert (hc["interval"], hc["timeout"], hc["retries"], hc["start_period"]) == (2, 3, 3, 0)
-    cmd = model.normalize_healthcheck({"type": "cmd", "command": ["/bin/check", 1]}, None)
+    cmd = dspec.normalize_healthcheck({"type": "cmd", "command": ["/bin/check", 1]}, None)
     assert cmd["test"] == ["CMD", "/bin/check", "1"]
-    assert model.normalize_healthcheck(None, 8080) is None
+    assert dspec.normalize_healthcheck(None, 8080) is None
 
 
 @pytest.mark.parametrize("status,health,expected", [
@@ -146,7 +148,7 @@ def test_healthcheck_http_uses_busybox_wget():
     ("exited", "healthy", "stopped"), ("created", None, "stopped"), ("restarting", None, "unhealthy"),
 ])
 def test_container_health(status, health, expected):
-    assert model.container_health(status, health) == expected
+    assert reading.container_health(status, health) == expected
 
 
 @pytest.mark.parametrize("replicas,healths,state,overall", [
@@ -159,5 +161,5 @@ def test_container_health(status, health, expected):
     (2, ["stopped"], "partial", "unhealthy"),
 ])
 def test_release_state_and_overall_health(replicas, healths, state, overall):
-    assert model.release_state(replicas, healths) == state
-    assert model.overall_health(replicas, healths) == overall
+    assert reading.release_state(replicas, healths) == state
+    assert reading.overall_health(replicas, healths) == overall

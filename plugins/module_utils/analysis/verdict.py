@@ -18,10 +18,10 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ansible_collections.immutable.deploy.plugins.module_utils import haproxy
-from ansible_collections.immutable.deploy.plugins.module_utils.conditions import Condition, compile_condition, evaluate
+from ansible_collections.immutable.deploy.plugins.module_utils.routers import haproxy
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.conditions import Condition, compile_condition, evaluate
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
-from ansible_collections.immutable.deploy.plugins.module_utils.providers import (
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.providers import (
     CommandProvider, HaproxyProvider, HttpProvider, MeasurementError, PrometheusProvider, Provider)
 
 PROVIDERS = ("haproxy", "http", "prometheus", "command")

@@ -23,7 +23,7 @@ from urllib.error import HTTPError, URLError
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
-from ansible_collections.immutable.deploy.plugins.module_utils.haproxy import Runtime
+from ansible_collections.immutable.deploy.plugins.module_utils.routers.haproxy import Runtime
 
 try:
     import jmespath

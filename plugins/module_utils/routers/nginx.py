@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
+from ansible_collections.immutable.deploy.plugins.module_utils.routers.base import (
+    Endpoint, Router, Switch, endpoint_key)
 
 WEIGHT_MIN, WEIGHT_MAX = 1, 1000
 # Listed in the file when allow_empty and no server is given: nginx refuses an
@@ -344,3 +346,32 @@ def apply(p: Dict[str, Any], check_mode: bool, diff_mode: bool) -> Dict[str, Any
                             % (master, p["reload_timeout"]), master_pid=master)
         result.update(reloaded=True, workers=fresh)
     return result
+
+
+class NginxRouter(Router):
+    """One upstream file per app: rendered, validated with nginx -t, then a graceful reload."""
+
+    def servers(self) -> Optional[List[Dict[str, Any]]]:
+        return None  # nginx routes endpoints, not slots
+
+    def weights(self, servers: Optional[List[Dict[str, Any]]]) -> Dict[Endpoint, int]:
+        dummy, upstream = read_upstream(self.ref.upstream_file or "", "router_upstream_file")
+        weights: Dict[Endpoint, int] = {}
+        for key, weight in active_weights(upstream).items():
+            weights[endpoint_key(*key)] = weights.get(endpoint_key(*key), 0) + weight
+        return weights
+
+    def switch(self, request: Switch, check_mode: bool, diff_mode: bool) -> Dict[str, Any]:
+        target = request.target
+        result = apply(dict(name=self.ref.app, path=self.ref.upstream_file, allow_empty=False,
+                            servers=[dict(e, weight=request.weight) for e in target["endpoints"]],
+                            nginx_conf=self.ref.nginx_conf, nginx_binary=self.ref.nginx_binary,
+                            pid_file=self.ref.nginx_pid_file, validate=True, reload=True,
+                            reload_timeout=self.ref.reload_timeout), check_mode, diff_mode)
+        if not result["running"] and not check_mode:
+            raise DeployError("No nginx master runs for %s (pid file %s): the upstream file now names %s but "
+                              "nothing serves it; apply immutable.deploy.router with router_kind=nginx."
+                              % (self.ref.app, self.ref.nginx_pid_file or "from nginx_conf", target["id"]),
+                              option="nginx_pid_file")
+        return dict({k: result.get(k) for k in ("path", "servers", "reloaded", "master_pid")},
+                    changed=result["changed"])

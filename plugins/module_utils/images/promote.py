@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from ansible_collections.immutable.deploy.plugins.module_utils import image_ref
+from ansible_collections.immutable.deploy.plugins.module_utils.images import reference as image_ref
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
-from ansible_collections.immutable.deploy.plugins.module_utils.images import registry_for
+from ansible_collections.immutable.deploy.plugins.module_utils.images.registry import registry_for
 
 
 def promote(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:

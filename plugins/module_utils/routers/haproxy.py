@@ -16,6 +16,9 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
+from ansible_collections.immutable.deploy.plugins.module_utils.plan import slot_servers
+from ansible_collections.immutable.deploy.plugins.module_utils.routers.base import (
+    Endpoint, Router, Switch, endpoint_key)
 
 STATES = ("ready", "drain", "maint")
 MAX_WEIGHT = 256
@@ -401,3 +404,37 @@ def apply_backend(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
         "diff": {"before": {c["name"]: c["before"] for c in changes},
                  "after": {c["name"]: c["after"] for c in changes}},
     }
+
+
+class HAProxyRouter(Router):
+    """Slots of servers in one backend, changed live through the runtime API."""
+
+    def servers(self) -> Optional[List[Dict[str, Any]]]:
+        try:
+            return Runtime(self.ref.socket or "", self.ref.timeout).servers(self.ref.backend or self.ref.app)
+        except DeployError as exc:
+            raise DeployError("Reading HAProxy backend %r at router_socket %r failed: %s"
+                              % (self.ref.backend, self.ref.socket, exc.msg), option="router_socket")
+
+    def weights(self, servers: Optional[List[Dict[str, Any]]]) -> Dict[Endpoint, int]:
+        weights: Dict[Endpoint, int] = {}
+        for s in servers or []:
+            if s.get("state") == "ready" and s.get("port") is not None:
+                key = endpoint_key(s.get("address"), s["port"])
+                weights[key] = weights.get(key, 0) + int(s.get("weight") or 0)
+        return weights
+
+    def switch(self, request: Switch, check_mode: bool, diff_mode: bool) -> Dict[str, Any]:
+        target, previous, limit = request.target, request.previous, self.ref.max_replicas
+        servers = slot_servers(target["endpoints"], target["slot"], request.weight, "ready", limit)
+        if previous and previous["slot"] != target["slot"]:
+            # The release left stays health-checked in drain: switching back is again one write.
+            servers += slot_servers(previous["endpoints"], previous["slot"], 0, "drain", limit)
+        # Other slots' servers that point at the wrong containers: re-pointed, weight and state kept.
+        written = {s["name"] for s in servers}
+        servers += [r for r in request.repairs if r["name"] not in written]
+        result = apply_backend(dict(socket=self.ref.socket, timeout=self.ref.timeout, backend=self.ref.backend,
+                                    servers=servers, exclusive=False, wait_up=True, up_timeout=request.up_timeout,
+                                    wait_drained=bool(previous) and request.drain,
+                                    drain_timeout=request.drain_timeout, state_file=self.ref.state_file), check_mode)
+        return dict({k: result[k] for k in ("backend", "changes", "commands", "drained")}, changed=result["changed"])

@@ -19,6 +19,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urljoin
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
+from ansible_collections.immutable.deploy.plugins.module_utils.images import reference as image_ref
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -228,3 +229,19 @@ def _body(exc: HTTPError) -> str:
         return exc.read().decode("utf-8", "replace")[:300]
     except Exception:  # pylint: disable=broad-except
         return str(exc)
+
+
+REGISTRY_ARGS: Dict[str, Any] = dict(
+    registry_username=dict(type="str"),
+    registry_password=dict(type="str", no_log=True),
+    registry_scheme=dict(type="str", default="auto", choices=["auto", "https", "http"]),
+    validate_certs=dict(type="bool", default=True),
+)
+MOVING_TAGS_ARG: Dict[str, Any] = dict(
+    moving_tags=dict(type="list", elements="str", default=list(image_ref.DEFAULT_MOVING_TAGS)),
+)
+
+
+def registry_for(ref: image_ref.ImageRef, p: Dict[str, Any], prefix: str = "registry") -> Registry:
+    return Registry(ref.registry, p.get(prefix + "_username"), p.get(prefix + "_password"),
+                    scheme=p.get("registry_scheme", "auto"), validate_certs=p.get("validate_certs", True))

@@ -7,28 +7,12 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-from ansible_collections.immutable.deploy.plugins.module_utils import docker_engine as engine
-from ansible_collections.immutable.deploy.plugins.module_utils import image_ref
+from ansible_collections.immutable.deploy.plugins.module_utils.docker.engine import Engine, image_labels
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
-from ansible_collections.immutable.deploy.plugins.module_utils.fingerprint import (
+from ansible_collections.immutable.deploy.plugins.module_utils.images import reference as image_ref
+from ansible_collections.immutable.deploy.plugins.module_utils.images.fingerprint import (
     FINGERPRINT_LABEL, fingerprint)
-from ansible_collections.immutable.deploy.plugins.module_utils.registry import Registry
-
-REGISTRY_ARGS: Dict[str, Any] = dict(
-    registry_username=dict(type="str"),
-    registry_password=dict(type="str", no_log=True),
-    registry_scheme=dict(type="str", default="auto", choices=["auto", "https", "http"]),
-    validate_certs=dict(type="bool", default=True),
-)
-MOVING_TAGS_ARG: Dict[str, Any] = dict(
-    moving_tags=dict(type="list", elements="str", default=list(image_ref.DEFAULT_MOVING_TAGS)),
-)
-
-
-def registry_for(ref: image_ref.ImageRef, p: Dict[str, Any], prefix: str = "registry") -> Registry:
-    return Registry(ref.registry, p.get(prefix + "_username"), p.get(prefix + "_password"),
-                    scheme=p.get("registry_scheme", "auto"), validate_certs=p.get("validate_certs", True))
-
+from ansible_collections.immutable.deploy.plugins.module_utils.images.registry import registry_for
 
 def _reuse_error(ref: image_ref.ImageRef, where: str, found: Optional[str], wanted: str) -> DeployError:
     return DeployError(
@@ -55,10 +39,10 @@ def build(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
                           % (p["dockerfile"], dockerfile), option="dockerfile")
     fp = fingerprint(context, dockerfile, p["build_args"], p["target"], p["labels"])
 
-    client = engine.connect(p["docker_host"], p["docker_timeout"])
-    local = engine.inspect_image(client, ref.tagged)
-    if local and engine.image_labels(local).get(FINGERPRINT_LABEL) != fp:
-        raise _reuse_error(ref, "local engine", engine.image_labels(local).get(FINGERPRINT_LABEL), fp)
+    client = Engine(p["docker_host"], p["docker_timeout"])
+    local = client.inspect_image(ref.tagged)
+    if local and image_labels(local).get(FINGERPRINT_LABEL) != fp:
+        raise _reuse_error(ref, "local engine", image_labels(local).get(FINGERPRINT_LABEL), fp)
 
     registry, remote = None, None
     if p["push"]:
@@ -103,11 +87,12 @@ def _describe(ref, local, remote, fp) -> Dict[str, Any]:
     return {
         "name": ref.name, "version": ref.tag, "tagged": ref.tagged, "id": image_id,
         "digest": digest, "ref": ref.with_digest(digest).pinned if digest else image_id,
-        "fingerprint": fp, "labels": engine.image_labels(local),
+        "fingerprint": fp, "labels": image_labels(local),
     }
 
 
-def _docker_build(client, p, ref, fp, dockerfile) -> Dict[str, Any]:
+def _docker_build(client: Engine, p: Dict[str, Any], ref: image_ref.ImageRef, fp: str,
+                  dockerfile: str) -> Dict[str, Any]:
     labels = dict(p["labels"])
     labels.update({
         FINGERPRINT_LABEL: fp,
@@ -117,22 +102,23 @@ def _docker_build(client, p, ref, fp, dockerfile) -> Dict[str, Any]:
     for key in ("revision", "source"):
         if p.get(key):
             labels["org.opencontainers.image." + key] = p[key]
-    stream = client.build(path=p["path"], dockerfile=os.path.relpath(dockerfile, p["path"]),
-                          tag=ref.tagged, buildargs=p["build_args"], target=p["target"],
-                          labels=labels, rm=True, forcerm=True, pull=p["pull"], decode=True)
-    engine.stream_errors(stream, "Build of %s" % ref.tagged)
-    built = engine.inspect_image(client, ref.tagged)
+    client.build(ref.tagged, path=p["path"], dockerfile=os.path.relpath(dockerfile, p["path"]),
+                 buildargs=p["build_args"], target=p["target"], labels=labels, rm=True, forcerm=True, pull=p["pull"])
+    built = client.inspect_image(ref.tagged)
     if built is None:
         raise DeployError("Build of %s reported success but no image carries that tag." % ref.tagged)
     return built
 
 
-def _docker_push(client, p, ref) -> str:
-    auth = None
-    if p.get("registry_username"):
-        auth = {"username": p["registry_username"], "password": p.get("registry_password") or ""}
-    stream = client.push(ref.name, tag=ref.tag, auth_config=auth, stream=True, decode=True)
-    aux = engine.stream_errors(stream, "Push of %s" % ref.tagged)[1]
+def registry_auth(p: Dict[str, Any]) -> Optional[Dict[str, str]]:
+    """Credentials for the engine's own pull and push (no_log in every module that takes them)."""
+    if not p.get("registry_username"):
+        return None
+    return {"username": p["registry_username"], "password": p.get("registry_password") or ""}
+
+
+def _docker_push(client: Engine, p: Dict[str, Any], ref: image_ref.ImageRef) -> str:
+    aux = client.push(ref.name, ref.tag, registry_auth(p))
     if not aux.get("Digest"):
         raise DeployError("Push of %s returned no digest." % ref.tagged)
     return aux["Digest"]
@@ -149,10 +135,9 @@ def info(p: Dict[str, Any]) -> Dict[str, Any]:
     labels: Dict[str, str] = {}
     digest, image_id = ref.digest, None
     if p["source"] in ("local", "both"):
-        client = engine.connect(p["docker_host"], p["docker_timeout"])
-        local = engine.inspect_image(client, str(ref) if not ref.digest else ref.pinned)
+        local = Engine(p["docker_host"], p["docker_timeout"]).inspect_image(str(ref) if not ref.digest else ref.pinned)
         if local:
-            labels = engine.image_labels(local)
+            labels = image_labels(local)
             image_id = local["Id"]
             repo_digests = [d.split("@", 1)[1] for d in local.get("RepoDigests") or []
                             if d.startswith(ref.name + "@")]
