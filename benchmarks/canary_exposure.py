@@ -1,7 +1,7 @@
 """Exposure to a bad canary: failed requests, time to abort, time until stable serves all; JSON on stdout.
 
 Real stack only: Docker engine, registry 127.0.0.1:5000, HAProxy, all on 127.0.0.1. Same approach and
-helpers as benchmarks/zero_downtime.py (Ansible runner with a task-timeline callback, runtime API poller,
+helpers from benchmarks/harness.py (Ansible runner with a task-timeline callback, runtime API poller,
 cleanup), imported from it.
 
 Images: v1 (1.0.0, good) and v2 (2.0.0, bad), each the sample app plus a busybox CGI /cgi-bin/flaky as in
@@ -66,9 +66,9 @@ import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import zero_downtime as zd  # noqa: E402  (benchmarks/zero_downtime.py; it also puts tests/integration on sys.path)
-from zero_downtime import Ansible, V1, V2, cleanup, free_port, link_collection, ms, role, short, task_durations, wait_version  # noqa: E402
-from net import FullLoad  # noqa: E402  (tests/integration/net.py)
+import harness  # noqa: E402  (benchmarks/harness.py)
+from harness import (  # noqa: E402
+    V1, V2, Ansible, FullLoad, cleanup, free_port, link_collection, ms, role, short, task_durations, wait_version)
 
 BAD = V2
 STEP_WEIGHT = 5
@@ -106,7 +106,7 @@ class EventLoad(FullLoad):
         self.events.append((sent, now, "error " + error))
 
 
-class ServerWatch(zd.WeightWatch):
+class ServerWatch(harness.WeightWatch):
     """zero_downtime's poller, but a change is any change of (server, weight) among servers taking traffic."""
 
     def live_set(self) -> frozenset:
@@ -128,7 +128,7 @@ def build_images(tmp: str, repo: str) -> Dict[str, str]:
     refs = {}
     for version, cgi in ((V1, GOOD_CGI), (BAD, BAD_CGI)):
         context = os.path.join(tmp, "ctx-" + version)
-        zd.sh(os.path.join(zd.ROOT, "scripts", "sample_app.sh"), context, version)
+        harness.sh(os.path.join(harness.ROOT, "scripts", "sample_app.sh"), context, version)
         script = os.path.join(context, "www", "cgi-bin", "flaky")
         with open(script, "w", encoding="utf-8") as handle:
             handle.write(cgi)
@@ -323,7 +323,7 @@ def main() -> None:
     opts = parser.parse_args()
     link_collection()
     uid = uuid.uuid4().hex[:8]
-    app, repo = "ce-%s" % uid, "%s/bench-ce-%s/app" % (zd.REGISTRY, uid)
+    app, repo = "ce-%s" % uid, "%s/bench-ce-%s/app" % (harness.REGISTRY, uid)
     tmp = tempfile.mkdtemp(prefix="ce-")
     ansible = Ansible(tmp)
     modes = ["role", "analysis"] if opts.abort_by == "both" else [opts.abort_by]

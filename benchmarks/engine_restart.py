@@ -23,14 +23,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-
-from conftest import REGISTRY, run_playbook  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import REGISTRY, free_port  # noqa: E402  (benchmarks/harness.py; puts tests/integration on sys.path)
+from conftest import run_playbook  # noqa: E402
 from engine import PrivateEngine  # noqa: E402
 from images import remove_repos, sample_context  # noqa: E402
-from net import free_port  # noqa: E402
 from test_engine_restart import Timeline, deploy, info, rollback  # noqa: E402
 
 

@@ -9,34 +9,30 @@ as community.docker's client base does.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
-import traceback
+import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+from ansible_collections.immutable.deploy.plugins.module_utils.docker.unix_api import ApiError, UnixAPI, socket_path
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
-try:
-    import docker
-    from docker.errors import APIError, DockerException, NotFound
-    DOCKER_IMPORT_ERROR: Optional[str] = None
-except ImportError:  # reported by module_runner with Ansible's standard message
-    DOCKER_IMPORT_ERROR = traceback.format_exc()
+# The SDK is imported only when a call needs it (see unix_api.py); its presence is checked cheaply.
+DOCKER_IMPORT_ERROR: Optional[str] = None if importlib.util.find_spec("docker") else "No module named 'docker'"
 
-    class DockerException(Exception):  # type: ignore[no-redef]
-        """Placeholder so except clauses still parse without the SDK."""
 
-    class APIError(DockerException):  # type: ignore[no-redef]
-        """Placeholder so except clauses still parse without the SDK."""
+def _sdk_errors() -> Tuple[type, ...]:
+    """The SDK's exception base, once the SDK is loaded (before that, no SDK call can have failed)."""
+    if "docker" not in sys.modules:
+        return ()
+    from docker.errors import DockerException  # pylint: disable=import-outside-toplevel
+    return (DockerException,)
 
-    class NotFound(APIError):  # type: ignore[no-redef]
-        """Placeholder so except clauses still parse without the SDK."""
 
 DOCKER_ARGS: Dict[str, Any] = dict(
     docker_host=dict(type="str", aliases=["docker_url"]),
     docker_timeout=dict(type="int", default=120),
 )
-# No answer at all (refused, reset, timed out) comes as requests' exceptions, which are OSErrors.
-CALL_ERRORS = (DockerException, OSError)
 
 
 def text_of(exc: BaseException) -> str:
@@ -66,20 +62,40 @@ def image_labels(inspected: Optional[Dict[str, Any]]) -> Dict[str, str]:
     return (inspected.get("Config") or {}).get("Labels") or {}
 
 
+def _not_found(exc: BaseException) -> bool:
+    return getattr(exc, "status", None) == 404 or getattr(exc, "status_code", None) == 404 or \
+        getattr(getattr(exc, "response", None), "status_code", None) == 404
+
+
 class Engine:
-    """A Docker engine: DOCKER_HOST applies when docker_host is not given."""
+    """A Docker engine: DOCKER_HOST applies when docker_host is not given.
+
+    A local unix socket is spoken to with the standard library (unix_api.py); any other engine,
+    and the calls that need the SDK's helpers, go through the docker SDK.
+    """
 
     def __init__(self, docker_host: Optional[str] = None, timeout: int = 120, api: Optional[Any] = None) -> None:
         self.url = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.timeout = timeout
+        self._sdk: Optional[Any] = None
         if api is not None:
             self.api = api
             return
+        path = socket_path(self.url)
         try:
-            self.api = docker.APIClient(base_url=self.url, version="auto", timeout=timeout)
+            self.api = UnixAPI(path, timeout) if path else self.sdk
             self.api.ping()
-        except CALL_ERRORS as exc:
+        except (ApiError, OSError) + _sdk_errors() as exc:
             raise DeployError("The Docker engine at %s is unreachable: %s. Set docker_host or "
                               "DOCKER_HOST, or start the engine." % (self.url, exc), docker_host=self.url)
+
+    @property
+    def sdk(self) -> Any:
+        """The docker SDK's low-level client, created on first use."""
+        if self._sdk is None:
+            import docker  # pylint: disable=import-outside-toplevel
+            self._sdk = docker.APIClient(base_url=self.url, version="auto", timeout=self.timeout)
+        return self._sdk
 
     @property
     def local(self) -> bool:
@@ -90,11 +106,11 @@ class Engine:
         """fn(*args); None on 404 with missing_ok; any other failure a DeployError naming `what`."""
         try:
             return fn(*args, **kwargs)
-        except NotFound:
-            if missing_ok:
-                return None
-            raise DeployError("%s: not found." % what)
-        except CALL_ERRORS as exc:
+        except (ApiError, OSError) + _sdk_errors() as exc:
+            if _not_found(exc):
+                if missing_ok:
+                    return None
+                raise DeployError("%s: not found." % what)
             raise DeployError("%s failed: %s" % (what, text_of(exc)), explanation=text_of(exc)) from None
 
     # -- containers --------------------------------------------------------------------------
@@ -112,8 +128,8 @@ class Engine:
         return [c for c in found if c is not None]
 
     def create_container(self, image: str, name: str, host_config: Dict[str, Any], **kwargs: Any) -> str:
-        out = self.call("Creating container %s" % name, self.api.create_container, image, name=name,
-                        host_config=self.api.create_host_config(**host_config), detach=True, **kwargs)
+        out = self.call("Creating container %s" % name, self.sdk.create_container, image, name=name,
+                        host_config=self.sdk.create_host_config(**host_config), detach=True, **kwargs)
         return out["Id"]
 
     def start(self, ref: str) -> None:
@@ -128,8 +144,9 @@ class Engine:
     def logs(self, ref: str, tail: int) -> List[str]:
         """The last lines of a container's output; none when they cannot be read (it is a report)."""
         try:
-            data = self.api.logs(ref, tail=tail, stdout=True, stderr=True)
-        except CALL_ERRORS:
+            data = self.api.logs(ref, tail=tail) if isinstance(self.api, UnixAPI) else \
+                self.api.logs(ref, tail=tail, stdout=True, stderr=True)
+        except (ApiError, OSError) + _sdk_errors():
             return []
         return (data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data or "")).splitlines()
 
@@ -140,15 +157,15 @@ class Engine:
     def _stream(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Tuple[List[str], Dict[str, Any]]:
         try:
             return stream_errors(fn(*args, decode=True, **kwargs), what)
-        except CALL_ERRORS as exc:  # the stream breaks off, or the call itself fails
+        except (OSError,) + _sdk_errors() as exc:  # the stream breaks off, or the call itself fails
             raise DeployError("%s failed: %s" % (what, text_of(exc)), explanation=text_of(exc)) from None
 
     def pull(self, image: str, auth: Optional[Dict[str, str]] = None) -> None:
-        self._stream("Pull of %s" % image, self.api.pull, image, auth_config=auth, stream=True)
+        self._stream("Pull of %s" % image, self.sdk.pull, image, auth_config=auth, stream=True)
 
     def build(self, tag: str, **kwargs: Any) -> List[str]:
-        return self._stream("Build of %s" % tag, self.api.build, tag=tag, **kwargs)[0]
+        return self._stream("Build of %s" % tag, self.sdk.build, tag=tag, **kwargs)[0]
 
     def push(self, name: str, tag: str, auth: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
-        return self._stream("Push of %s:%s" % (name, tag), self.api.push, name, tag=tag, auth_config=auth,
+        return self._stream("Push of %s:%s" % (name, tag), self.sdk.push, name, tag=tag, auth_config=auth,
                             stream=True)[1]

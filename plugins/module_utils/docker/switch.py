@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 from ansible_collections.immutable.deploy.plugins.module_utils import plan
 from ansible_collections.immutable.deploy.plugins.module_utils import release as model
-from ansible_collections.immutable.deploy.plugins.module_utils.docker import release, releases, router_check
+from ansible_collections.immutable.deploy.plugins.module_utils.docker import releases, router_check
 from ansible_collections.immutable.deploy.plugins.module_utils.docker.engine import Engine
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
 from ansible_collections.immutable.deploy.plugins.module_utils.images import reference as image_ref
@@ -76,6 +76,8 @@ def switch(p: Dict[str, Any], check_mode: bool, diff_mode: bool) -> Dict[str, An
         result.update(changed=True, started=True)
         if check_mode:  # its ports are only known once it runs
             return result
+        # Imported only on this cold path: a warm rollback compiles less (modules run from a zip, uncached).
+        from ansible_collections.immutable.deploy.plugins.module_utils.docker import release  # pylint: disable=import-outside-toplevel
         target = release.start(client, app, target["id"], p["wait_timeout"])
         result["target"] = target
     router = router_for(ref).switch(Switch(target=target, previous=live, weight=p["weight"],

@@ -40,7 +40,8 @@ def fake(monkeypatch):
     def apply_backend(p, check_mode):
         calls["backend"].append((p, check_mode))
         return {"changed": True, "backend": p["backend"], "changes": [], "commands": [], "drained": {}}
-    monkeypatch.setattr(docker_switch.release, "start", start)
+    from ansible_collections.immutable.deploy.plugins.module_utils.docker import release
+    monkeypatch.setattr(release, "start", start)
     from ansible_collections.immutable.deploy.plugins.module_utils.routers import haproxy
     monkeypatch.setattr(haproxy, "apply_backend", apply_backend)
     return state, calls
