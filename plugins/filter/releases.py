@@ -14,7 +14,6 @@ from ansible.utils.display import Display
 
 from ansible_collections.immutable.deploy.plugins.module_utils import plan
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
-from ansible_collections.immutable.deploy.plugins.module_utils.plan import CLASSIC_SLOTS
 
 
 def _planned(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,17 +105,9 @@ def with_haproxy(metrics: List[Dict[str, Any]], socket: str, backend: str, canar
     return filled
 
 
-def other_slot(slot: str) -> str:
-    """blue <-> green; with a third slot "the other one" is ambiguous: blue_green_plan chooses."""
-    if slot not in CLASSIC_SLOTS:
-        raise AnsibleFilterError("other_slot: %r has no single other slot; accepted: %s"
-                                 % (slot, " or ".join(CLASSIC_SLOTS)))
-    return CLASSIC_SLOTS[1 - CLASSIC_SLOTS.index(slot)]
-
-
 class FilterModule:
     def filters(self):
-        return {"blue_green_plan": blue_green_plan, "slot_servers": slot_servers, "other_slot": other_slot,
+        return {"blue_green_plan": blue_green_plan, "slot_servers": slot_servers,
                 "release_id": release_id, "rollback_plan": rollback_plan,
                 "canary_steps": canary_steps, "canary_servers": canary_servers,
                 "with_haproxy": with_haproxy}

@@ -89,7 +89,8 @@ options:
     default: 30
   drain:
     description:
-      - Wait until the servers of the release left have no session (HAProxy only).
+      - Wait until the release left has no request in flight (HAProxy, its servers have no session; nginx, the
+        workers of the old configuration have exited).
       - Not needed for a rollback, since the release left keeps running and finishes its in-flight requests.
     type: bool
     default: false

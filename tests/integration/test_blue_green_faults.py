@@ -43,7 +43,7 @@ def containers(app: str) -> List[docker.models.containers.Container]:
 POINTS = {
     "start": {"task": "Start 2.0.0 in slot", "module": "docker_release", "container": True},
     "preview-done": {"task": "Smoke-test 2.0.0 through the preview frontend", "module": None},
-    "switch": {"task": "Switch {app} to 2.0.0", "module": "haproxy_backend"},
+    "switch": {"task": "Switch {app} to 2.0.0", "module": "docker_switch"},
     "watch": {"task": "Watch the live frontend after the switch", "module": "http_check"},
 }
 

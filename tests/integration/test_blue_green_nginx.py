@@ -136,7 +136,8 @@ def test_deploy_swap_idempotent_rollback(play, env, images):
         assert releases["2.0.0"]["live"] and not releases["1.0.0"]["live"] and releases["1.0.0"]["weight"] == 0
         assert releases["1.0.0"]["state"] == "running"  # kept warm for rollback
         assert upstream_ports(env["live_file"]) == ports(releases["2.0.0"])
-        assert [r["status"] for r in second.rows if r["task"].endswith(" : Wait until 1.0.0 has no requests left")] == ["ok"]
+        switched = [r["result"] for r in second.rows if r["action"] == "immutable.deploy.docker_switch"]
+        assert [s["router"]["drained"]["done"] for s in switched] == [True]  # old workers finished, then exited
 
         back = rb(play, env)
         assert back.rc == 0, back.stdout[-4000:]

@@ -9,7 +9,7 @@ another spec under an existing release id is refused: a release is never modifie
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 from ansible_collections.immutable.deploy.plugins.module_utils import release as model
 from ansible_collections.immutable.deploy.plugins.module_utils.docker import ports as host_ports
@@ -18,7 +18,8 @@ from ansible_collections.immutable.deploy.plugins.module_utils.docker import spe
 from ansible_collections.immutable.deploy.plugins.module_utils.docker.engine import Engine
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 from ansible_collections.immutable.deploy.plugins.module_utils.images.build import registry_auth
-from ansible_collections.immutable.deploy.plugins.module_utils.images.resolve import IMAGE_ID_RE, resolve_image
+from ansible_collections.immutable.deploy.plugins.module_utils.images import reference as image_ref
+from ansible_collections.immutable.deploy.plugins.module_utils.images.resolve import resolve_image
 from ansible_collections.immutable.deploy.plugins.module_utils.waiting import utc_now, wait_until
 
 LOG_TAIL = 20
@@ -77,7 +78,7 @@ def _check_same_spec(app: str, release_id: str, existing: List[Container], spec:
 def _ensure_image(client: Engine, image: str, p: Dict[str, Any]) -> None:
     if client.inspect_image(image) is not None:
         return
-    if IMAGE_ID_RE.match(image):
+    if image_ref.is_digest(image):  # an image ID: built here, never pushed, nothing to pull
         raise DeployError("Option 'image': local image %s is gone." % image, option="image")
     try:
         client.pull(image, registry_auth(p))
@@ -245,7 +246,8 @@ def _undo_text(how: str, count: int, p: Dict[str, Any]) -> str:
 
 def _create_missing(client: Engine, app: str, release_id: str, spec: Dict[str, Any], image: str,
                     p: Dict[str, Any], existing: List[Container], missing: List[int], state: str) -> None:
-    created = reading.labels_of(existing[0]).get(dspec.LABEL_CREATED) if existing else utc_now()
+    # Replicas this module created carry the label: a new replica keeps its release's creation time.
+    created = cast(str, reading.labels_of(existing[0]).get(dspec.LABEL_CREATED)) if existing else utc_now()
     secret_env = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (p.get("secret_env") or {}).items()}
     avoid: List[int] = []
     for attempt in range(1, PORT_ATTEMPTS + 1):
@@ -359,6 +361,7 @@ def ensure(p: Dict[str, Any], check_mode: bool, client: Optional[Engine] = None)
     changed = bool(missing or to_start or to_stop)
 
     if missing:
+        assert spec is not None  # missing is empty without a spec
         _check_names(client, app, release_id, missing)
         _check_ports(client, spec, missing)
     if check_mode or not changed:

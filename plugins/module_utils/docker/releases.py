@@ -144,8 +144,10 @@ def read(client: Engine, app: str, router: Optional[RouterRef], release: Optiona
                               "router_slots": plan.router_slots(router.kind if router else router_kind, servers)}
     if servers is not None:
         # Only for a whole app: a view of one release cannot say what another slot should hold.
-        result["router_mismatches"] = [] if release else \
-            router_check.mismatches(releases, servers, _owners(client), endpoint_key)
+        wrong = [] if release else router_check.mismatches(releases, servers, {}, endpoint_key)
+        if wrong:  # who holds those addresses costs a read of every managed container: only then
+            wrong = router_check.mismatches(releases, servers, _owners(client), endpoint_key)
+        result["router_mismatches"] = wrong
     return result
 
 

@@ -3,14 +3,12 @@
 """From what a user wrote to the digest that pins it, before anything changes."""
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, Optional, Tuple
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 from ansible_collections.immutable.deploy.plugins.module_utils.images import reference as image_ref
 from ansible_collections.immutable.deploy.plugins.module_utils.images.registry import registry_for
 
-IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def resolve_image(p: Dict[str, Any], engine: Optional[Any] = None, option: str = "image") -> Tuple[str, str]:
@@ -21,7 +19,7 @@ def resolve_image(p: Dict[str, Any], engine: Optional[Any] = None, option: str =
     content-addressed too), then in its registry. Moving tags are refused.
     """
     text = p[option]
-    if engine is not None and IMAGE_ID_RE.match(text or ""):
+    if engine is not None and image_ref.is_digest(text or ""):
         if engine.inspect_image(text) is None:
             raise DeployError("Option '%s': no local image has ID %s." % (option, text), option=option)
         return text, text
@@ -29,6 +27,7 @@ def resolve_image(p: Dict[str, Any], engine: Optional[Any] = None, option: str =
     if ref.digest:
         return ref._replace(tag=None).pinned, ref.digest
     image_ref.require_version_tag(ref, option, p.get("moving_tags") or image_ref.DEFAULT_MOVING_TAGS)
+    assert ref.tag is not None  # require_version_tag raised otherwise
     local = engine.inspect_image(ref.tagged) if engine is not None else None
     if local:
         digests = [d.split("@", 1)[1] for d in local.get("RepoDigests") or [] if d.startswith(ref.name + "@")]

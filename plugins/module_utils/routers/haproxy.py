@@ -13,7 +13,7 @@ import re
 import socket
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 from ansible_collections.immutable.deploy.plugins.module_utils.plan import slot_servers
@@ -182,19 +182,6 @@ class Runtime:
         return [server_view(row, stats.get(row["srv_name"])) for row in parse_servers_state(text)
                 if row.get("be_name") == backend]
 
-    # Changes. Each is one runtime command: live, no reload.
-    def set_weight(self, backend: str, server: str, weight: int) -> None:
-        self.command("set server %s/%s weight %d" % (backend, server, weight))
-
-    def set_state(self, backend: str, server: str, state: str) -> None:
-        if state not in STATES:
-            raise DeployError("Invalid server state %r. Accepted: %s." % (state, ", ".join(STATES)))
-        self.command("set server %s/%s state %s" % (backend, server, state))
-
-    def set_addr(self, backend: str, server: str, address: str, port: Optional[int] = None) -> None:
-        cmd = "set server %s/%s addr %s" % (backend, server, address)
-        self.command(cmd + (" port %d" % port if port is not None else ""))
-
     def wait_drained(self, backend: str, names: List[str], timeout: float, interval: float = 0.5) -> Dict[str, int]:
         """Wait until the named servers have no current session; raise on timeout with what remains."""
         deadline = time.monotonic() + timeout
@@ -335,7 +322,7 @@ def drain_targets(current: List[Dict[str, Any]], requested: List[Dict[str, Any]]
     return sorted(name for name, target in targets.items() if not takes_traffic(target))
 
 
-def _already_up(current: List[Dict[str, Any]], requested: set, to_ready: List[Dict[str, Any]]) -> bool:
+def _already_up(current: List[Dict[str, Any]], requested: Set[str], to_ready: List[Dict[str, Any]]) -> bool:
     """Whether every server that ends up ready is already ready, UP and keeps its address."""
     by_name = {srv["name"]: srv for srv in current}
     moved = {c["name"] for c in to_ready if (c["after"]["address"], c["after"]["port"]) != (c["before"]["address"], c["before"]["port"])}

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
 from ansible_collections.immutable.deploy.plugins.module_utils.routers.base import (
     Endpoint, Router, Switch, endpoint_key)
+from ansible_collections.immutable.deploy.plugins.module_utils.waiting import wait_until
 
 WEIGHT_MIN, WEIGHT_MAX = 1, 1000
 # Listed in the file when allow_empty and no server is given: nginx refuses an
@@ -228,8 +229,9 @@ def master_pid(pid_file: Optional[str]) -> Optional[int]:
     return pid if _cmdline(pid).startswith("nginx: master process") else None
 
 
-def workers(master: int) -> List[int]:
-    """Live (not shutting down) worker pids of a master."""
+def workers(master: int, state: str = "") -> List[int]:
+    """Worker pids of a master: live ones, or with state 'is shutting down' the old ones finishing requests."""
+    wanted = "nginx: worker process" + (" " + state if state else "")
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -240,7 +242,7 @@ def workers(master: int) -> List[int]:
                 ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == master and _cmdline(int(entry)) == "nginx: worker process":
+        if ppid == master and _cmdline(int(entry)) == wanted:
             found.append(int(entry))
     return sorted(found)
 
@@ -329,6 +331,7 @@ def apply(p: Dict[str, Any], check_mode: bool, diff_mode: bool) -> Dict[str, Any
 
     _write(path, content)
     if p["validate"]:
+        assert binary is not None  # looked up above when validating
         ok, output = check_config(binary, conf)
         if not ok:
             raise _rollback(path, before, "nginx -t rejected the configuration with upstream %r: %s."
@@ -373,5 +376,12 @@ class NginxRouter(Router):
                               "nothing serves it; apply immutable.deploy.router with router_kind=nginx."
                               % (self.ref.app, self.ref.nginx_pid_file or "from nginx_conf", target["id"]),
                               option="nginx_pid_file")
-        return dict({k: result.get(k) for k in ("path", "servers", "reloaded", "master_pid")},
-                    changed=result["changed"])
+        out = dict({k: result.get(k) for k in ("path", "servers", "reloaded", "master_pid")},
+                   changed=result["changed"], drained={})
+        if request.drain and result.get("reloaded") and result.get("master_pid") and not check_mode:
+            # Old workers exit once their last request to the release left is answered.
+            started = time.monotonic()
+            done, dummy = wait_until(lambda: (not workers(result["master_pid"], "is shutting down"), None),
+                                    request.drain_timeout, 0.2)
+            out["drained"] = {"done": done, "seconds": round(time.monotonic() - started, 2)}
+        return out

@@ -113,9 +113,9 @@ def test_unknown_backend_lists_known(fake):
 
 def test_refused_command_raises(fake):
     runtime = Runtime(fake.address, 2)
-    runtime.set_weight("web", "blue1", 3)
+    runtime.command("set server web/blue1 weight 3")
     with pytest.raises(DeployError, match="HAProxy refused 'set server web/nope weight 1': No such server."):
-        runtime.set_weight("web", "nope", 1)
+        runtime.command("set server web/nope weight 1")
 
 
 def test_unreachable_socket(tmp_path):
