@@ -175,7 +175,7 @@ def test_role_renders_starts_and_is_idempotent(router, play):
     assert check.returncode == 0, check.stderr
     for backend in (app, app + "_preview"):
         servers = router["runtime"].servers(backend)
-        assert [s["name"] for s in servers] == ["blue1", "blue2", "green1", "green2"]
+        assert [s["name"] for s in servers] == ["blue1", "blue2", "green1", "green2", "amber1", "amber2"]
         assert {(s["state"], s["weight"]) for s in servers} == {("maint", 0)}
     # No server live yet: the frontend answers 503 itself.
     with pytest.raises(urllib.error.HTTPError) as err:
@@ -343,7 +343,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(router, play, backends, cas
     expected = {
         "weight": "Invalid value for option 'servers[1].weight': 300. Accepted: an integer from 0 to 256.",
         "server": "Unknown server 'purple1' in backend '%s' (option 'servers[1].name'). "
-                  "Known servers: blue1, blue2, green1, green2." % app,
+                  "Known servers: amber1, amber2, blue1, blue2, green1, green2." % app,
         "backend": "Unknown backend 'nope' (option 'backend'). Known backends: %s, %s_preview." % (app, app),
         "socket": "Cannot reach the HAProxy runtime API at '%s' (option 'socket')"
                   % os.path.join(router["state_dir"], "missing.sock"),
