@@ -20,7 +20,10 @@ REGISTRY = os.environ.get("IMMUTABLE_DEPLOY_REGISTRY", "127.0.0.1:5000")
 BIN = os.path.dirname(sys.executable)
 V1, V2 = "1.0.0", "2.0.0"
 
-from net import FullLoad, Load, free_port, get  # noqa: E402,F401  (tests/integration/net.py)
+from net import FullLoad, Load, free_port, get  # noqa: E402  (tests/integration/net.py)
+
+# Load generation is re-exported: benchmarks reach tests/integration only through this module.
+__all__ = ["FullLoad", "Load", "free_port", "get"]
 
 
 def log(msg: str, name: str = "bench") -> None:
@@ -54,7 +57,6 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._write(result._task, "failed")
 '''
-
 
 
 def link_collection() -> None:
