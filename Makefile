@@ -6,7 +6,7 @@ COLLECTIONS := $(ROOT)/.build/collections
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
 
-.PHONY: demo demo-clean test venv stack stop link k8s k8s-stop bench-k8s unit sanity integration bench
+.PHONY: demo demo-clean test venv stack stop link k8s k8s-stop bench-k8s unit typecheck sanity integration bench
 
 venv:
 	@scripts/venv.sh >/dev/null
@@ -34,6 +34,9 @@ demo: stack link
 
 unit: link
 	$(VENV)/bin/pytest -q tests/unit
+
+typecheck: link
+	scripts/typecheck.sh
 
 sanity: venv
 	scripts/sanity.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make test: unit, sanity and integration tests on the real local stack and cluster.
+# make test: unit tests, mypy, sanity and integration tests on the real local stack and cluster.
 # On a machine without the cached Kubernetes binaries their build (niced, ~13 CPU-minutes)
 # runs in the background while the unit and sanity tests run.
 set -euo pipefail
@@ -11,7 +11,7 @@ if [ -z "${KUBECONFIG:-}" ]; then
   tests/k8s/cluster.sh build >.build/k8s-build.log 2>&1 &
   build_pid=$!
 fi
-make --no-print-directory unit sanity
+make --no-print-directory unit typecheck sanity
 if [ -n "$build_pid" ] && ! wait "$build_pid"; then
   tail -30 .build/k8s-build.log >&2
   echo "Kubernetes build failed (log: .build/k8s-build.log)" >&2

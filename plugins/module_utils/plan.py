@@ -8,7 +8,7 @@ newest first, annotated with live/weight).
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 from ansible_collections.immutable.deploy.plugins.module_utils.release import SLOTS
@@ -55,7 +55,7 @@ def _slot_for_new(releases: List[Dict[str, Any]], slots: Sequence[str], live: Op
                           % (" beside the live release %s" % live["id"] if live else "", ", ".join(slots) or "none"),
                           option="router_slots")
 
-    def cost(slot: str) -> tuple:
+    def cost(slot: str) -> Tuple[bool, bool, bool, int]:
         here = [i for i, r in enumerate(releases) if r.get("slot") == slot]  # newest first: larger is older
         return (any(releases[i].get("live") for i in here),
                 keep_warm is not None and keep_warm.get("slot") == slot,
@@ -133,7 +133,7 @@ def rollback_plan(releases: List[Dict[str, Any]], to: Optional[str] = None) -> D
         if target is None:
             raise DeployError("no previous release to roll back to (releases here: %s)" % names, option="to")
     others_live = [r for r in releases if r.get("live") and r["id"] != target["id"]]
-    return {"target": target, "live": live if live and live["id"] != target["id"] else (others_live or [None])[0],
+    return {"target": target, "live": live if live and live["id"] != target["id"] else (others_live[0] if others_live else None),
             "noop": bool(target.get("live")) and not others_live}
 
 

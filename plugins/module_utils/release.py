@@ -43,7 +43,7 @@ def validate_release(release: Any) -> str:
 
 
 def validate_slot(slot: Any) -> str:
-    if slot not in SLOTS:
+    if not isinstance(slot, str) or slot not in SLOTS:
         raise invalid_option("slot", slot, "%s or %s" % (", ".join(SLOTS[:-1]), SLOTS[-1]))
     return slot
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 
@@ -45,7 +45,7 @@ def _is_number(value: Any) -> bool:
 class Condition:
     """A compiled condition: call evaluate(names) -> bool."""
 
-    def __init__(self, text: str, tree: ast.Expression, names: frozenset) -> None:
+    def __init__(self, text: str, tree: ast.Expression, names: FrozenSet[str]) -> None:
         self.text = text
         self._tree = tree
         self.names = names

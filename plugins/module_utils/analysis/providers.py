@@ -17,7 +17,7 @@ import subprocess
 import traceback
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.basic import missing_required_lib
@@ -31,7 +31,7 @@ try:
     JMESPATH_IMPORT_ERROR: Optional[str] = None
 except ImportError:  # reported with missing_required_lib by the module, only when an http metric needs it
     jmespath = None
-    JMESPathError = Exception  # type: ignore[misc,assignment]
+    JMESPathError = Exception
     JMESPATH_IMPORT_ERROR = traceback.format_exc()
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback targets: never via a proxy
@@ -61,7 +61,7 @@ def number(value: Any) -> Optional[float]:
 
 
 class Provider:
-    names: tuple = ("result",)
+    names: Tuple[str, ...] = ("result",)
 
     def begin(self) -> None:
         """Called at the start of every interval."""
@@ -246,7 +246,8 @@ class HaproxyProvider(Provider):
             if exc.details.get("option") == "backend":  # the backend does not exist: bad input, not a bad measurement
                 raise DeployError("%s (option '%s.backend')" % (exc.msg, self.where), **exc.details) from exc
             raise MeasurementError("HAProxy stats: %s" % exc.msg) from exc
-        snap = {"canary": _sum(servers, self.canary), "stable": _sum(servers, self.stable) if self.stable else None}
+        snap: Dict[str, Any] = {"canary": _sum(servers, self.canary),
+                                "stable": _sum(servers, self.stable) if self.stable else None}
         if not self._checked:
             names = sorted(srv["name"] for srv in servers)
             for role in ("canary", "stable"):

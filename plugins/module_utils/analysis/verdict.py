@@ -326,7 +326,7 @@ class Abort:
             try:
                 current = self.runtime.servers(block["backend"])
             except DeployError as exc:
-                option = {"backend": where + ".backend", "socket": "abort.socket"}.get(exc.details.get("option"))
+                option = {"backend": where + ".backend", "socket": "abort.socket"}.get(exc.details.get("option", ""))
                 if option is None:
                     raise
                 raise DeployError("%s (option '%s')" % (exc.msg, option), **dict(exc.details, option=option)) from exc
@@ -356,8 +356,8 @@ class Abort:
             # abort (the canary role's safety net) still runs and tries again.
             error = exc.msg if isinstance(exc, DeployError) else "%s: %s" % (type(exc).__name__, exc)
             return self.report("write failed: %s" % error, changed=True, error=error, **timing)
-        timing["written_at"] = self.clock()
-        timing["latency_ms"] = round((timing["written_at"] - decided_at) * 1000, 3)
+        timing["written_at"] = written_at = self.clock()
+        timing["latency_ms"] = round((written_at - decided_at) * 1000, 3)
         out = self.report("verdict fail", written=True, changed=True, state_file=self.spec["state_file"], **timing)
         if self.spec["state_file"]:
             try:  # after the timing: persisting for a restart of HAProxy is not on the way to weight 0

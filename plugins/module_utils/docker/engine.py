@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, cast
 
 from ansible_collections.immutable.deploy.plugins.module_utils.docker.unix_api import ApiError, UnixAPI, socket_path
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
@@ -21,7 +21,7 @@ from ansible_collections.immutable.deploy.plugins.module_utils.errors import Dep
 DOCKER_IMPORT_ERROR: Optional[str] = None if importlib.util.find_spec("docker") else "No module named 'docker'"
 
 
-def _sdk_errors() -> Tuple[type, ...]:
+def _sdk_errors() -> Tuple[Type[BaseException], ...]:
     """The SDK's exception base, once the SDK is loaded (before that, no SDK call can have failed)."""
     if "docker" not in sys.modules:
         return ()
@@ -103,7 +103,11 @@ class Engine:
         return self.url.startswith("unix://") or "127.0.0.1" in self.url or "localhost" in self.url
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
-        """fn(*args); None on 404 with missing_ok; any other failure a DeployError naming `what`."""
+        """fn(*args); None on 404 with missing_ok; any other failure a DeployError naming `what`.
+
+        The answers are the engine's JSON (UnixAPI or the SDK, both untyped): the typed methods
+        below cast them to the shapes the Docker Engine API documents.
+        """
         try:
             return fn(*args, **kwargs)
         except (ApiError, OSError) + _sdk_errors() as exc:
@@ -117,10 +121,12 @@ class Engine:
     def containers(self, labels: Optional[List[str]] = None) -> List[Dict[str, Any]]:
         """Summaries of all containers (stopped ones too), optionally filtered by labels."""
         filters = {"label": labels} if labels else None
-        return self.call("Listing containers", self.api.containers, all=True, filters=filters)
+        return cast(List[Dict[str, Any]],
+                    self.call("Listing containers", self.api.containers, all=True, filters=filters))
 
     def inspect_container(self, ref: str) -> Optional[Dict[str, Any]]:
-        return self.call("Inspecting container %s" % ref, self.api.inspect_container, ref, missing_ok=True)
+        return cast(Optional[Dict[str, Any]],
+                    self.call("Inspecting container %s" % ref, self.api.inspect_container, ref, missing_ok=True))
 
     def inspect_all(self, labels: List[str]) -> List[Dict[str, Any]]:
         """Every container with these labels, inspected; those removed meanwhile are skipped."""
@@ -130,7 +136,7 @@ class Engine:
     def create_container(self, image: str, name: str, host_config: Dict[str, Any], **kwargs: Any) -> str:
         out = self.call("Creating container %s" % name, self.sdk.create_container, image, name=name,
                         host_config=self.sdk.create_host_config(**host_config), detach=True, **kwargs)
-        return out["Id"]
+        return cast(str, out["Id"])
 
     def start(self, ref: str) -> None:
         self.call("Starting container %s" % ref, self.api.start, ref)
@@ -152,7 +158,8 @@ class Engine:
 
     # -- images -------------------------------------------------------------------------------
     def inspect_image(self, ref: str) -> Optional[Dict[str, Any]]:
-        return self.call("Inspecting image %s" % ref, self.api.inspect_image, ref, missing_ok=True)
+        return cast(Optional[Dict[str, Any]],
+                    self.call("Inspecting image %s" % ref, self.api.inspect_image, ref, missing_ok=True))
 
     def _stream(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Tuple[List[str], Dict[str, Any]]:
         try:

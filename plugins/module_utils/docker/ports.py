@@ -36,7 +36,7 @@ def parse_range(value: Optional[str], option: str = "host_port_range") -> Tuple[
 
 def bound_ports(container: Dict[str, Any]) -> List[int]:
     """Host ports a container holds: configured fixed ports, and live ones while it runs."""
-    found = []
+    found: List[int] = []
     for source in (((container.get("HostConfig") or {}).get("PortBindings") or {}),
                    ((container.get("NetworkSettings") or {}).get("Ports") or {})):
         for bindings in source.values():

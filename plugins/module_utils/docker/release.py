@@ -286,7 +286,8 @@ def _predict(app: str, release_id: str, spec: Optional[Dict[str, Any]], image: O
     items = {c["replica"]: c for c in (current or {}).get("containers", [])}
     running = state in ("present", "started")
     for n in missing:
-        assert spec is not None  # missing replicas are only computed from a spec
+        if spec is None:
+            raise AssertionError("missing replicas are only computed from a spec")
         port = spec["published_ports"][n - 1] if spec["published_ports"] else None
         items[n] = {"name": dspec.container_name(app, release_id, n), "id": None, "replica": n,
                     "address": spec["bind_address"] if spec["container_port"] else None, "port": port,
@@ -361,7 +362,8 @@ def ensure(p: Dict[str, Any], check_mode: bool, client: Optional[Engine] = None)
     changed = bool(missing or to_start or to_stop)
 
     if missing:
-        assert spec is not None  # missing is empty without a spec
+        if spec is None:
+            raise AssertionError("missing replicas are only computed from a spec")
         _check_names(client, app, release_id, missing)
         _check_ports(client, spec, missing)
     if check_mode or not changed:
@@ -369,7 +371,8 @@ def ensure(p: Dict[str, Any], check_mode: bool, client: Optional[Engine] = None)
         return _result(changed, predicted or _absent(app, release_id), before, predicted)
 
     if missing:
-        assert spec is not None and image is not None
+        if spec is None or image is None:
+            raise AssertionError("missing replicas are only computed from a spec and its image")
         _ensure_image(client, image, p)
         _create_missing(client, app, release_id, spec, image, p, existing, missing, state)
     if to_start:

@@ -10,7 +10,7 @@ took the old number. This compares the two, per router server.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 Endpoint = Tuple[str, int]
 _SERVER_RE = re.compile(r"^([a-z]+)(\d+)$")
@@ -26,11 +26,11 @@ def _slot_release(releases: List[Dict[str, Any]], slot: str) -> Optional[Dict[st
     """The release that holds the slot: the running one, else the newest."""
     held = [r for r in releases if r.get("slot") == slot]
     running = [r for r in held if r.get("state") == "running"]
-    return (running or held or [None])[0]
+    return running[0] if running else held[0] if held else None
 
 
 def mismatches(releases: List[Dict[str, Any]], servers: List[Dict[str, Any]],
-               owners: Dict[Endpoint, Dict[str, Any]], key) -> List[Dict[str, Any]]:
+               owners: Dict[Endpoint, Dict[str, Any]], key: Callable[[Any, Any], Endpoint]) -> List[Dict[str, Any]]:
     """Router servers that take or wait for traffic (ready or drain) at an address that is not
     their slot's release's replica. `owners` maps endpoint keys to the container there
     (app, release, slot, replica); `key` normalises (address, port) the same way."""

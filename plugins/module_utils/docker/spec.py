@@ -67,7 +67,7 @@ def normalize_healthcheck(hc: Optional[Dict[str, Any]], container_port: Optional
         test = ["CMD"] + [str(c) for c in command]
     else:
         raise invalid_option("healthcheck.type", kind, "http or cmd")
-    out = {"test": test}
+    out: Dict[str, Any] = {"test": test}
     for key, minimum in (("interval", 1), ("timeout", 1), ("retries", 1), ("start_period", 0)):
         value = hc.get(key)
         if value is None:

@@ -14,7 +14,7 @@ import http.client
 import json
 import socket
 import struct
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 from urllib.parse import quote, urlencode
 
 
@@ -72,6 +72,7 @@ class UnixAPI:
             conn.close()
 
     def _json(self, method: str, path: str, query: Optional[Dict[str, Any]] = None) -> Any:
+        """The decoded answer: its shape is the one the Engine API documents for the path (callers cast)."""
         status, body = self.request(method, path, query)
         if status >= 400:
             try:
@@ -90,13 +91,13 @@ class UnixAPI:
         query: Dict[str, Any] = {"all": "1" if all else "0"}
         if filters:
             query["filters"] = json.dumps(filters)
-        return self._json("GET", "/containers/json", query)
+        return cast(List[Dict[str, Any]], self._json("GET", "/containers/json", query))
 
     def inspect_container(self, ref: str) -> Dict[str, Any]:
-        return self._json("GET", "/containers/%s/json" % quote(ref, safe=""))
+        return cast(Dict[str, Any], self._json("GET", "/containers/%s/json" % quote(ref, safe="")))
 
     def inspect_image(self, ref: str) -> Dict[str, Any]:
-        return self._json("GET", "/images/%s/json" % quote(ref, safe="/:@"))
+        return cast(Dict[str, Any], self._json("GET", "/images/%s/json" % quote(ref, safe="/:@")))
 
     def start(self, ref: str) -> None:
         self._json("POST", "/containers/%s/start" % quote(ref, safe=""))

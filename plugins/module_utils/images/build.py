@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, cast
 
 from ansible_collections.immutable.deploy.plugins.module_utils.docker.engine import Engine, image_labels
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 from ansible_collections.immutable.deploy.plugins.module_utils.images import reference as image_ref
 from ansible_collections.immutable.deploy.plugins.module_utils.images.fingerprint import (
     FINGERPRINT_LABEL, fingerprint)
-from ansible_collections.immutable.deploy.plugins.module_utils.images.registry import registry_for
+from ansible_collections.immutable.deploy.plugins.module_utils.images.registry import Manifest, registry_for
+
 
 def _reuse_error(ref: image_ref.ImageRef, where: str, found: Optional[str], wanted: str) -> DeployError:
     return DeployError(
@@ -29,6 +30,7 @@ def build(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
                           "put the version in 'version'." % p["name"], option="name")
     ref = image_ref.parse("%s:%s" % (p["name"], p["version"]), "version")
     image_ref.require_version_tag(ref, "version", p["moving_tags"])
+    tag = cast(str, ref.tag)  # require_version_tag raised if there is none
     context = p["path"]
     if not os.path.isdir(context):
         raise DeployError("Option 'path': build context %r does not exist or is not a directory."
@@ -48,7 +50,7 @@ def build(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     if p["push"]:
         registry = registry_for(ref, p)
         registry.check()  # reachability and credentials are checked before anything changes
-        remote = registry.get_manifest(ref.repository, ref.tag)
+        remote = registry.get_manifest(ref.repository, tag)
         if remote:
             labels = (registry.get_config(ref.repository, remote).get("config") or {}).get("Labels") or {}
             if labels.get(FINGERPRINT_LABEL) != fp:
@@ -78,7 +80,8 @@ def build(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     return result
 
 
-def _describe(ref, local, remote, fp) -> Dict[str, Any]:
+def _describe(ref: image_ref.ImageRef, local: Optional[Dict[str, Any]], remote: Optional[Manifest],
+              fp: str) -> Dict[str, Any]:
     digest = remote.digest if remote else None
     if digest is None and local:
         prefix = ref.name + "@"
@@ -118,10 +121,10 @@ def registry_auth(p: Dict[str, Any]) -> Optional[Dict[str, str]]:
 
 
 def _docker_push(client: Engine, p: Dict[str, Any], ref: image_ref.ImageRef) -> str:
-    aux = client.push(ref.name, ref.tag, registry_auth(p))
+    aux = client.push(ref.name, cast(str, ref.tag), registry_auth(p))  # build() pushes a version tag only
     if not aux.get("Digest"):
         raise DeployError("Push of %s returned no digest." % ref.tagged)
-    return aux["Digest"]
+    return cast(str, aux["Digest"])  # the engine's push stream reports the digest as a string
 
 
 def info(p: Dict[str, Any]) -> Dict[str, Any]:
@@ -146,7 +149,7 @@ def info(p: Dict[str, Any]) -> Dict[str, Any]:
                                "created": local.get("Created")}
     if p["source"] in ("registry", "both"):
         registry = registry_for(ref, p)
-        manifest = registry.get_manifest(ref.repository, ref.digest or ref.tag)
+        manifest = registry.get_manifest(ref.repository, cast(str, ref.digest or ref.tag))  # "latest" at least
         if manifest:
             config = registry.get_config(ref.repository, manifest)
             labels = labels or (config.get("config") or {}).get("Labels") or {}

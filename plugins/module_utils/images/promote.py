@@ -9,7 +9,7 @@ promote without a socket.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, cast
 
 from ansible_collections.immutable.deploy.plugins.module_utils.images import reference as image_ref
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
@@ -28,17 +28,19 @@ def promote(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
         raise DeployError("Option 'target': %r must be repository:version without a digest."
                           % p["target"], option="target")
     image_ref.require_version_tag(dst, "target", p["moving_tags"])
+    # Both are there: each check above raised otherwise.
+    wanted, dst_tag = cast(str, src.digest or src.tag), cast(str, dst.tag)
 
     src_registry = registry_for(src, p, "source")
     dst_registry = registry_for(dst, p, "target")
-    manifest = src_registry.get_manifest(src.repository, src.digest or src.tag)
+    manifest = src_registry.get_manifest(src.repository, wanted)
     if manifest is None:
         raise DeployError("Option 'source': %s does not exist in registry %s; nothing to promote."
                           % (src, src.registry), option="source")
     if src.digest and manifest.digest != src.digest:
         raise DeployError("Registry %s served %s for %s." % (src.registry, manifest.digest, src))
 
-    existing = dst_registry.get_manifest(dst.repository, dst.tag)
+    existing = dst_registry.get_manifest(dst.repository, dst_tag)
     if existing and existing.digest != manifest.digest:
         raise DeployError("Option 'target': %s already points at %s, not %s. A version is never "
                           "re-pointed; promote to a new version." % (dst.tagged, existing.digest,
@@ -46,10 +48,10 @@ def promote(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
                           option="target", existing_digest=existing.digest, digest=manifest.digest)
     changed = existing is None
     if changed and not check_mode:
-        pushed = dst_registry.copy_manifest(src_registry, src.repository, manifest, dst.repository, dst.tag)
+        pushed = dst_registry.copy_manifest(src_registry, src.repository, manifest, dst.repository, dst_tag)
         if pushed != manifest.digest:
             raise DeployError("Promotion changed the digest: %s was pushed as %s." % (manifest.digest, pushed))
-        again = dst_registry.get_manifest(dst.repository, dst.tag)
+        again = dst_registry.get_manifest(dst.repository, dst_tag)
         if again is None or again.digest != manifest.digest:
             raise DeployError("After promotion %s does not resolve to %s." % (dst.tagged, manifest.digest))
     return {

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import re
 import ssl
 import tempfile
 import urllib.request
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, Literal, NamedTuple, Optional, cast, overload
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urljoin
 
@@ -39,7 +40,7 @@ class Manifest(NamedTuple):
 
     @property
     def data(self) -> Dict[str, Any]:
-        return json.loads(self.body)
+        return cast(Dict[str, Any], json.loads(self.body))  # a manifest is a JSON object (OCI spec)
 
 
 def default_scheme(host: str) -> str:
@@ -62,7 +63,7 @@ class Registry:
         self._opener: Optional[urllib.request.OpenerDirector] = None
 
     # -- transport --------------------------------------------------------------
-    def _open(self, method: str, url: str, headers: Dict[str, str], data: Any = None):
+    def _open(self, method: str, url: str, headers: Dict[str, str], data: Any = None) -> http.client.HTTPResponse:
         # One TLS context per registry, built only for https: loading the CA store
         # costs ~0.2 s, which open_url would pay on every request, even plain http.
         if not url.startswith("https:"):
@@ -76,10 +77,20 @@ class Registry:
         else:
             opener = self._opener
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
-        return opener.open(request, timeout=self.timeout)
+        # urllib's http(s) handlers answer with the HTTPResponse itself (typeshed says Any).
+        return cast(http.client.HTTPResponse, opener.open(request, timeout=self.timeout))
+
+    # A response always, unless missing_ok: then None for a 404.
+    @overload
+    def _request(self, method: str, path: str, scope: str, headers: Optional[Dict[str, str]] = None,
+                 data: Any = None, missing_ok: Literal[False] = False) -> http.client.HTTPResponse: ...
+
+    @overload
+    def _request(self, method: str, path: str, scope: str, headers: Optional[Dict[str, str]] = None,
+                 data: Any = None, *, missing_ok: bool) -> Optional[http.client.HTTPResponse]: ...
 
     def _request(self, method: str, path: str, scope: str, headers: Optional[Dict[str, str]] = None,
-                 data: Any = None, missing_ok: bool = False):
+                 data: Any = None, missing_ok: bool = False) -> Optional[http.client.HTTPResponse]:
         url = path if path.startswith("http") else self.base + path
         headers = dict(headers or {})
         for attempt in (1, 2):
@@ -161,7 +172,7 @@ class Registry:
                 return {}
             data = child.data
         resp = self._request("GET", "/v2/%s/blobs/%s" % (repo, data["config"]["digest"]), _pull(repo))
-        return json.loads(resp.read())
+        return cast(Dict[str, Any], json.loads(resp.read()))  # an image config is a JSON object (OCI spec)
 
     def blob_exists(self, repo: str, digest: str) -> bool:
         return self._request("HEAD", "/v2/%s/blobs/%s" % (repo, digest), _pull(repo),

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
 from ansible_collections.immutable.deploy.plugins.module_utils.routers.base import (
@@ -331,8 +331,7 @@ def apply(p: Dict[str, Any], check_mode: bool, diff_mode: bool) -> Dict[str, Any
 
     _write(path, content)
     if p["validate"]:
-        assert binary is not None  # looked up above when validating
-        ok, output = check_config(binary, conf)
+        ok, output = check_config(cast(str, binary), conf)  # looked up above when validating
         if not ok:
             raise _rollback(path, before, "nginx -t rejected the configuration with upstream %r: %s."
                             % (p["name"], output), nginx_output=output)
@@ -382,6 +381,6 @@ class NginxRouter(Router):
             # Old workers exit once their last request to the release left is answered.
             started = time.monotonic()
             done, dummy = wait_until(lambda: (not workers(result["master_pid"], "is shutting down"), None),
-                                    request.drain_timeout, 0.2)
+                                     request.drain_timeout, 0.2)
             out["drained"] = {"done": done, "seconds": round(time.monotonic() - started, 2)}
         return out
