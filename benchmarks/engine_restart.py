@@ -19,35 +19,14 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Dict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import REGISTRY, free_port  # noqa: E402  (benchmarks/harness.py; puts tests/integration on sys.path)
 from conftest import run_playbook  # noqa: E402
-from engine import PrivateEngine  # noqa: E402
+from engine import PrivateEngine, restart_under_load  # noqa: E402
 from images import remove_repos, sample_context  # noqa: E402
-from test_engine_restart import Timeline, deploy, info, rollback  # noqa: E402
-
-
-def restart_once(engine: PrivateEngine, port: int) -> Dict[str, Any]:
-    with Timeline(port) as load:
-        time.sleep(1)
-        stopped_at = time.monotonic()
-        engine.stop()
-        engine.start()
-        started_at = time.monotonic()
-        deadline = started_at + 60
-        while load.last_seen.get("1.0.0", 0) < started_at and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1)
-    last_before = max(t for t, v in load.events if v and t < stopped_at)
-    first_after = min((t for t, v in load.events if v and t > started_at), default=None)
-    return {"engine_down_s": round(started_at - stopped_at, 2),
-            "no_answer_s": round(first_after - last_before, 2) if first_after else None,
-            "live_again_after_engine_start_s": round(first_after - started_at, 2) if first_after else None,
-            "failed_requests": sum(load.errors.values()), "answers": dict(load.versions)}
+from test_engine_restart import deploy, info, rollback  # noqa: E402
 
 
 def main() -> None:
@@ -77,7 +56,7 @@ def main() -> None:
         for image in (images["1.0.0"], images["2.0.0"]):
             assert deploy(play, env, image, engine).rc == 0
         assert rollback(play, env, engine).rc == 0  # 1.0.0 live, 2.0.0 warm: the state `make demo` leaves
-        rounds = [restart_once(engine, env["port"]) for dummy in range(args.rounds)]
+        rounds = [restart_under_load(engine, env["port"], "1.0.0") for dummy in range(args.rounds)]
         after = info(play, env, engine)
         print(json.dumps({
             "live_restore": args.live_restore, "rounds": rounds,

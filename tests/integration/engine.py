@@ -14,9 +14,11 @@ import signal
 import subprocess
 import time
 import uuid
-from typing import Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import docker
+
+from net import Load
 
 STATE = os.environ.get("IMMUTABLE_DEPLOY_STATE", "/var/tmp/immutable-deploy")
 
@@ -86,3 +88,39 @@ class PrivateEngine:
             subprocess.run(["umount", "-l", mount], check=False)
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
+
+
+class Timeline(Load):
+    """Load that keeps (time, version or None) for every outcome."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.events: List[Tuple[float, Optional[str]]] = []
+
+    def _answer(self, sent: float, now: float, status: int, body: str) -> None:
+        super()._answer(sent, now, status, body)
+        self.events.append((now, body if status == 200 else None))
+
+    def _failure(self, sent: float, now: float, error: str) -> None:
+        super()._failure(sent, now, error)
+        self.events.append((now, None))
+
+
+def restart_under_load(engine: PrivateEngine, port: int, live: str) -> Dict[str, Any]:
+    """Stop and start the engine while a load runs on the router; figures and answers per version."""
+    with Timeline(port) as load:
+        time.sleep(1)
+        stopped_at = time.monotonic()
+        engine.stop()
+        engine.start()
+        started_at = time.monotonic()
+        deadline = started_at + 60
+        while load.last_seen.get(live, 0) < started_at and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)
+    last_before = max(t for t, v in load.events if v and t < stopped_at)
+    first_after = min((t for t, v in load.events if v and t > started_at), default=None)
+    return {"engine_down_s": round(started_at - stopped_at, 2),
+            "no_answer_s": round(first_after - last_before, 2) if first_after else None,
+            "live_again_after_engine_start_s": round(first_after - started_at, 2) if first_after else None,
+            "failed_requests": sum(load.errors.values()), "answers": dict(load.versions)}

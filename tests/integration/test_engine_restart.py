@@ -11,24 +11,10 @@ from collections import Counter
 
 import pytest
 
-from conftest import REGISTRY
-from engine import PrivateEngine
-from images import remove_repos, sample_context
-from net import Load, get
+from engine import PrivateEngine, restart_under_load
+from net import get
 from test_blue_green import bg_vars, env  # noqa: F401  # pylint: disable=unused-import
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    from conftest import run_playbook
-    tmp = tmp_path_factory.mktemp("restart-images")
-    repo = "%s/it-restart-%s/app" % (REGISTRY, os.urandom(4).hex())
-    tasks = [{"name": v, "immutable.deploy.image_build": {"name": repo, "version": v, "path": sample_context(tmp / v, v),
-                                                          "push": True}} for v in ("1.0.0", "2.0.0")]
-    run = run_playbook(tasks, tmp)
-    assert run.rc == 0, run.stdout[-3000:]
-    yield {v: "%s:%s@%s" % (repo, v, run.result(v)["image"]["digest"]) for v in ("1.0.0", "2.0.0")}
-    remove_repos([repo])
+from test_docker_switch import images  # noqa: F401  # pylint: disable=unused-import
 
 
 @pytest.fixture
@@ -37,22 +23,6 @@ def engine():
     private.start()
     yield private
     private.destroy()
-
-
-class Timeline(Load):
-    """Load that keeps (time, version or None) for every outcome."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(port)
-        self.events = []
-
-    def _answer(self, sent, now, status, body):
-        super()._answer(sent, now, status, body)
-        self.events.append((now, body if status == 200 else None))
-
-    def _failure(self, sent, now, error):
-        super()._failure(sent, now, error)
-        self.events.append((now, None))
 
 
 def deploy(play, env, image, engine, **extra):
@@ -99,27 +69,10 @@ def test_engine_restart_keeps_live_and_warm_and_rollback_still_means_what_it_say
     assert live == {"1.0.0": True, "2.0.0": False} and before["router_mismatches"] == []
     assert all(r["restart_safe"] for r in before["releases"])
 
-    with Timeline(env["port"]) as load:
-        time.sleep(1)
-        stopped_at = time.monotonic()
-        engine.stop()
-        engine.start()
-        started_at = time.monotonic()
-        deadline = started_at + 60
-        while load.last_seen.get("1.0.0", 0) < started_at and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1)
-    last_before = max(t for t, v in load.events if v and t < stopped_at)
-    first_after = min(t for t, v in load.events if v and t > started_at)
-    outage = [v for t, v in load.events if last_before < t < first_after]
-    figures = {"engine_down_s": round(started_at - stopped_at, 2),
-               "no_answer_s": round(first_after - last_before, 2),
-               "live_again_after_engine_start_s": round(first_after - started_at, 2),
-               "failed_requests": sum(load.errors.values()), "failed_in_outage": len(outage),
-               "answers": dict(load.versions)}
+    figures = restart_under_load(engine, env["port"], "1.0.0")
     print("engine restart figures: " + json.dumps(figures))
     # no answer ever came from the warm release: not during the restart, not after it
-    assert set(load.versions) == {"1.0.0"}, figures
+    assert set(figures["answers"]) == {"1.0.0"} and figures["live_again_after_engine_start_s"] is not None, figures
     assert answers(env) == {"1.0.0": 300}
 
     after = info(play, env, engine)
