@@ -50,7 +50,7 @@ def test_build_blue_green_and_roll_back_with_the_playbooks(play, uid, tmp_path):
                 "image_name": repo, "image_version": version,
                 "image_path": sample_context(tmp_path / version, version)})
             assert built.rc == 0, built.stdout[-3000:]
-            pinned[version] = stats(built, "Hand the pinned reference to later workflow nodes")["image_pinned"]
+            pinned[version] = stats(built, "Hand the pinned reference to later workflow nodes")["built_image"]
             assert pinned[version]["ref"].startswith(repo + "@sha256:"), pinned[version]
 
         for version in ("1.0.0", "2.0.0"):
@@ -59,7 +59,7 @@ def test_build_blue_green_and_roll_back_with_the_playbooks(play, uid, tmp_path):
             deployed = play(None, playbook=playbook("blue_green.yml"),
                             extra_vars=dict(deploy_vars, blue_green_image=image))
             assert deployed.rc == 0, deployed.stdout[-4000:]
-            outcome = stats(deployed, "Hand the outcome to later workflow nodes")["blue_green_result"]
+            outcome = stats(deployed, "Hand the outcome to later workflow nodes")["blue_green_outcome"]
             assert outcome["changed"] is True, outcome
             assert served(port) == {version}
 
@@ -67,7 +67,7 @@ def test_build_blue_green_and_roll_back_with_the_playbooks(play, uid, tmp_path):
             "rollback_app": app, "router_bind": router["router_bind"], "rollback_router_state_dir": state,
             "rollback_lock_dir": locks})
         assert back.rc == 0, back.stdout[-4000:]
-        outcome = stats(back, "Hand the outcome to later workflow nodes")["rollback_result"]
+        outcome = stats(back, "Hand the outcome to later workflow nodes")["rollback_outcome"]
         assert outcome["live"] == "1.0.0" and outcome["previous"] == "2.0.0", outcome
         assert served(port) == {"1.0.0"}
     finally:
