@@ -56,3 +56,86 @@ requirements:
 notes:
   - Works with Kubernetes 1.20 and later (apps/v1, core/v1, networking.k8s.io/v1).
 """
+
+    # The lock option of the Kubernetes modules that change things (the app's Lease).
+    LEASE = r"""
+options:
+  lock:
+    description:
+      - The app's deploy lock in the cluster, the Lease C(<name>-deploy-lock) of M(immutable.deploy.deploy_lock)
+        with O(immutable.deploy.deploy_lock#module:backend=kubernetes), held for the duration of this module run.
+      - A lock this run already holds (O(lock.owner) taken by an earlier task) is renewed when the module starts, from a
+        thread every third of O(lock.lease_seconds) while it works, and once more when it ends; it stays held. A lock
+        that was free (or whose holder's lease had expired) is taken and released at the end of this module run.
+      - When another live run holds it, the module fails at once, changes nothing, and says who holds it, why and
+        when it expires. Once the lock is lost (taken over after it expired), the module makes no further write.
+    type: dict
+    suboptions:
+      name:
+        description: Lock name, usually the app name.
+        type: str
+        required: true
+      owner:
+        description: Token of this run.
+        type: str
+        required: true
+      purpose:
+        description: Recorded in the Lease, shown to a run that finds it taken.
+        type: str
+        default: deploy
+      break_lock:
+        description: Take the lock even when another live run holds it.
+        type: bool
+        default: false
+      lease_seconds:
+        description:
+          - Seconds the lock stays valid after each renewal, at least 3. It must cover the time until the run's next
+            module renews it (a pause or an analysis that follows this module).
+        type: int
+        default: 30
+"""
+
+    # The probe option: a command run in the release's pods through the API, and/or a URL.
+    PROBE = r"""
+options:
+  probe:
+    description: How each pod (and optionally a URL) is asked. Defaults apply when omitted.
+    type: dict
+    suboptions:
+      command:
+        description:
+          - Command (exec form) run in the pod's first container instead of the default wget. C({url}) (the pod's
+            own C(http://127.0.0.1:<port><path>)), C({port}), C({path}) and C({timeout}) are filled in.
+          - Its answer is judged by an C(HTTP/1.1 NNN) status line in its output when there is one (against
+            O(probe.expect_status)), else by its exit code (0 passes).
+        type: list
+        elements: str
+      port:
+        description: Port the app listens on in the pod. Defaults to the container port named C(http) (or the first).
+        type: int
+      path:
+        description: URL path asked.
+        type: str
+        default: /health
+      timeout:
+        description: Seconds one answer may take.
+        type: int
+        default: 5
+      expect_status:
+        description: HTTP status codes that pass.
+        type: list
+        elements: int
+        default: [200]
+      body_contains:
+        description: Text the answer's body must contain.
+        type: str
+      url:
+        description:
+          - A URL asked from the host the module runs on, besides the pods, for example an ingress address.
+        type: str
+      pods:
+        description: V(all) asks every running pod of the release; V(none) only O(probe.url).
+        type: str
+        choices: [all, none]
+        default: all
+"""

@@ -43,10 +43,13 @@ extends_documentation_fragment:
   - immutable.deploy.k8s
   - immutable.deploy.registry
   - immutable.deploy.registry.credentials
+  - immutable.deploy.k8s.lease
 attributes:
   action_group:
     description:
-      - C(group/immutable.deploy.k8s) in C(module_defaults) sets the connection options (O(kubeconfig), O(context), O(host), O(api_key), O(verify_ssl), O(ca_cert), O(client_cert), O(client_key)), O(namespace) and O(request_timeout) for all modules of the group.
+      - C(group/immutable.deploy.k8s) in C(module_defaults) sets the connection options (O(kubeconfig), O(context),
+        O(host), O(api_key), O(verify_ssl), O(ca_cert), O(client_cert), O(client_key)), O(namespace) and
+        O(request_timeout) for all modules of the group.
       - C(group/immutable.deploy.registry) in C(module_defaults) sets O(registry_scheme), O(validate_certs), O(moving_tags) for all modules of the group.
     support: full
     membership:
@@ -339,6 +342,7 @@ pods:
 
 from ansible_collections.immutable.deploy.plugins.module_utils.images.registry import MOVING_TAGS_ARG, REGISTRY_ARGS
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.lease import LEASE_OPTION
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s.release import ensure
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
@@ -376,6 +380,7 @@ def main() -> None:
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=120),
         state=dict(type="str", default="present", choices=["present", "absent"]),
+        lock=LEASE_OPTION,
         **K8S_ARGS, **REGISTRY_ARGS, **MOVING_TAGS_ARG,
     )
     run_module(lambda m: ensure(m.params, m.check_mode), requires={"kubernetes": K8S_IMPORT_ERROR},

@@ -20,7 +20,9 @@ extends_documentation_fragment:
 attributes:
   action_group:
     description:
-      - C(group/immutable.deploy.k8s) in C(module_defaults) sets the connection options (O(kubeconfig), O(context), O(host), O(api_key), O(verify_ssl), O(ca_cert), O(client_cert), O(client_key)), O(namespace) and O(request_timeout) for all modules of the group.
+      - C(group/immutable.deploy.k8s) in C(module_defaults) sets the connection options (O(kubeconfig), O(context),
+        O(host), O(api_key), O(verify_ssl), O(ca_cert), O(client_cert), O(client_key)), O(namespace) and
+        O(request_timeout) for all modules of the group.
     support: full
     membership:
       - immutable.deploy.k8s
@@ -125,6 +127,19 @@ releases:
     preview:
       description: Whether the preview Service selects the release.
       type: bool
+      returned: always
+    canary:
+      description:
+        - The progress of a canary of M(immutable.deploy.k8s_canary) when the release is one (C(stable), C(weight),
+          C(step), C(next_step), C(steps), C(total_replicas), C(state) V(running) or V(paused), C(reason), C(updated));
+          null otherwise.
+      type: dict
+      returned: always
+    scale_down_at:
+      description:
+        - When a release kept warm after a promote (C(scale_down_delay)) is due to be scaled to 0 (UTC, RFC 3339);
+          null when it is not in such a window.
+      type: str
       returned: always
 service:
   description: The Service, C(mode) V(release) when it selects one release, V(app) when it selects the whole app, V(none) otherwise.

@@ -22,13 +22,24 @@ description:
     O(strategy=gateway) sets the backend weights of a Gateway API HTTPRoute.
   - Everything is validated before the first write. A release that does not exist, a weight out of range, a
     ratio the replicas cannot express and (with O(require_ready)) a release that is not ready are errors.
+  - With O(strategy=service) and O(watch_seconds), the release is watched after the switch from inside its pods
+    (see M(immutable.deploy.k8s_probe)); when it fails, the selector goes back to the release it selected before in
+    the same module run (one patch, tested against the selector just set) and the module fails with the answers.
+  - With O(strategy=service), a release a Service now routes to loses its C(immutable-deploy.io/scale-down-at)
+    deadline (a rollback inside a canary's C(scale_down_delay)), and releases whose deadline has passed and that the
+    Service does not select are scaled to 0 (their full size is kept for a later rollback). A switch of the preview
+    Service C(<app>-preview) scales nothing down.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - immutable.deploy.k8s
+  - immutable.deploy.k8s.lease
+  - immutable.deploy.k8s.probe
 attributes:
   action_group:
     description:
-      - C(group/immutable.deploy.k8s) in C(module_defaults) sets the connection options (O(kubeconfig), O(context), O(host), O(api_key), O(verify_ssl), O(ca_cert), O(client_cert), O(client_key)), O(namespace) and O(request_timeout) for all modules of the group.
+      - C(group/immutable.deploy.k8s) in C(module_defaults) sets the connection options (O(kubeconfig), O(context),
+        O(host), O(api_key), O(verify_ssl), O(ca_cert), O(client_cert), O(client_key)), O(namespace) and
+        O(request_timeout) for all modules of the group.
     support: full
     membership:
       - immutable.deploy.k8s
@@ -142,6 +153,20 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  watch_seconds:
+    description:
+      - With O(strategy=service), seconds to watch O(release) after the switch with O(probe); V(0) does not watch.
+      - Answers that fail beyond O(watch_max_failures) send the traffic back to the previous release and fail.
+    type: float
+    default: 0
+  watch_interval:
+    description: Seconds between two rounds of the watch.
+    type: float
+    default: 1
+  watch_max_failures:
+    description: Failed answers the watch tolerates.
+    type: int
+    default: 0
 notes:
   - Traffic decisions are visible through the API only (Service selector, Endpoints ready addresses).
 author:
@@ -221,6 +246,19 @@ replicas:
   returned: when O(strategy=replica_ratio)
   type: dict
   sample: {2.1.0: 1, 2.0.0: 3}
+watch:
+  description: With O(watch_seconds), what the watch saw (rounds, requests, failures, outcomes, answers per pod).
+  returned: when O(strategy=service) and O(watch_seconds) is set
+  type: dict
+scaled_down:
+  description: Releases whose scale-down deadline had passed and that were scaled to 0, with C(release), C(replicas_before), C(deadline).
+  returned: when O(strategy=service)
+  type: list
+  elements: dict
+kept_warm_cleared:
+  description: Whether O(release) had a scale-down deadline that was removed because it takes traffic again.
+  returned: when O(strategy=service)
+  type: bool
 restored:
   description: With O(restore_replicas), the release scaled back to its full size, or null when it already ran them all.
   returned: when O(strategy=service)
@@ -261,16 +299,10 @@ api_version:
 """
 
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import K8S_ARGS, K8S_IMPORT_ERROR
-from ansible_collections.immutable.deploy.plugins.module_utils.k8s.traffic import apply
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.lease import LEASE_OPTION
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.probe import PROBE_OPTION
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s.traffic import SERVICE_PORTS_OPTION, apply
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
-
-
-PORT_OPTIONS = dict(
-    port=dict(type="int", required=True),
-    target_port=dict(type="raw"),
-    name=dict(type="str"),
-    protocol=dict(type="str", default="TCP", choices=["TCP", "UDP", "SCTP"]),
-)
 
 
 def main() -> None:
@@ -282,8 +314,7 @@ def main() -> None:
         weight=dict(type="int"),
         total_replicas=dict(type="int"),
         service=dict(type="str"),
-        service_ports=dict(type="list", elements="dict", default=[{"port": 80, "target_port": 8080, "name": "http"}],
-                           options=PORT_OPTIONS),
+        service_ports=SERVICE_PORTS_OPTION,
         require_ready=dict(type="bool", default=True),
         restore_replicas=dict(type="bool", default=False),
         wait=dict(type="bool", default=True),
@@ -295,6 +326,11 @@ def main() -> None:
         cookie=dict(type="str"),
         httproute=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
+        watch_seconds=dict(type="float", default=0),
+        watch_interval=dict(type="float", default=1),
+        watch_max_failures=dict(type="int", default=0),
+        probe=PROBE_OPTION,
+        lock=LEASE_OPTION,
         **K8S_ARGS,
     )
     run_module(lambda m: apply(m.params, m.check_mode), requires={"kubernetes": K8S_IMPORT_ERROR},

@@ -14,7 +14,8 @@ def test_canary_by_replica_ratio_promotes_and_a_bad_ratio_changes_nothing(play, 
     stable = bg(play, ns, app, k8s_images["1.0.0"], tmp_path, blue_green_release="1.0.0", blue_green_replicas=2)
     assert stable.rc == 0, stable.stdout[-4000:]
     common = {"canary_app": app, "canary_image": k8s_images["2.0.0"], "canary_release": "2.0.0",
-              "canary_lock_dir": str(tmp_path / "locks"), "canary_k8s_termination_grace_period": 1}
+              "canary_lock_dir": str(tmp_path / "locks"), "canary_k8s_termination_grace_period": 1,
+              "canary_k8s_scale_down_delay": 0}  # the old stable goes to 0 at the promote (cold)
 
     bad = role(play, "canary", "canary", ns, canary_steps=[{"weight": 25}, {"weight": 100}], **common)
     assert bad.rc != 0 and "Invalid value for option 'weight': 25" in bad.stdout, bad.stdout[-4000:]
@@ -31,10 +32,10 @@ def test_canary_by_replica_ratio_promotes_and_a_bad_ratio_changes_nothing(play, 
                 canary_analysis=analysis, **common)
     assert good.rc == 0, good.stdout[-4000:]
     assert good.result("result")["canary_result"]["outcome"] == "promoted"
-    steps = [r["result"] for r in good.rows if r["action"] == "immutable.deploy.k8s_traffic"
-             and r["result"].get("weights")]
-    assert [s["weights"]["2.0.0"] for s in steps][:2] == [50, 100], steps
-    verdicts = [r["result"] for r in good.rows if r["action"] == "immutable.deploy.release_analysis"]
+    steps = [r["result"] for r in good.rows if r["action"] == "immutable.deploy.k8s_canary"
+             and r["result"].get("action") == "step"]
+    assert [s["weights"]["2.0.0"] for s in steps] == [50, 100], steps
+    verdicts = [s["analysis"] for s in steps]  # measured by the module that scaled the step
     assert [v["verdict"] for v in verdicts] == ["pass", "pass"], verdicts
     assert verdicts[0]["measurements"][0]["metrics"]["ready-canary-pods"]["value"] == 1  # 1 of 2 pods at 50 %
     assert selector(ns, app)[RELEASE] == "2.0.0"

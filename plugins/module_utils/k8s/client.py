@@ -5,7 +5,8 @@
 Every read and write of the collection goes through Client: objects in and out are the
 plain dicts the API speaks (camelCase), a missing object is None where the caller says
 it may be missing, a check-mode write is a server-side dry run, and every failure, HTTP
-or connection, becomes one DeployError worded the same way.
+or connection, becomes one DeployError worded the same way. A command run in a pod
+(exec, through the API server and the kubelet) goes through it too.
 """
 from __future__ import annotations
 
@@ -143,6 +144,33 @@ def api_error(exc: BaseException, what: str) -> DeployError:
     return DeployError("%s: HTTP %s from the Kubernetes API: %s" % (what, status, message), status=status)
 
 
+def exec_status(error_channel: str) -> int:
+    """The exit code from an exec's status message (channel 3): 0 on Success, the ExitCode cause on
+    NonZeroExitCode, 126 when the command could not be run at all (the message goes to stderr by the caller)."""
+    try:
+        status = json.loads(error_channel or "{}")
+    except ValueError:
+        return 126
+    if status.get("status") == "Success":
+        return 0
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            try:
+                return int(cause.get("message"))
+            except (TypeError, ValueError):
+                break
+    return 126
+
+
+def exec_failure(error_channel: str) -> str:
+    """The runtime's message when a command could not run (for example 'executable file not found')."""
+    try:
+        status = json.loads(error_channel or "{}")
+    except ValueError:
+        return error_channel
+    return str(status.get("message") or "the command ended without an exit status")
+
+
 def validate_namespace(namespace: Any) -> str:
     if not isinstance(namespace, str) or not _NS_RE.match(namespace):
         raise invalid_option("namespace", namespace, "a DNS label (lowercase letters, digits and '-', at most 63 "
@@ -158,6 +186,13 @@ class Client:
         self.timeout = p.get("request_timeout") or 30
         self.api = api if api is not None else connect(p)
         self._apis: Dict[str, Any] = {}
+        # Called before every real write; a deploy lock held by this run raises here once it is lost.
+        self.fence: Optional[Callable[[], None]] = None
+
+    def _write(self, dry_run: bool) -> Dict[str, Any]:
+        if self.fence is not None and not dry_run:
+            self.fence()
+        return {"dry_run": "All"} if dry_run else {}
 
     # -- the one place an API method is called -----------------------------------------------
     def call(self, what: str, fn: Callable[..., Any], *args: Any, missing_ok: bool = False,
@@ -165,7 +200,7 @@ class Client:
         """fn(*args) as plain data; None on 404 with missing_ok, on 409 with conflict_ok."""
         try:
             out = fn(*args, _request_timeout=self.timeout, **kwargs)
-        except CALL_ERRORS as exc:
+        except CALL_ERRORS as exc:  # pylint: disable=catching-non-exception  # a tuple of exception classes
             status = getattr(exc, "status", None)
             if (missing_ok and status == 404) or (conflict_ok and status == 409):
                 return None
@@ -180,10 +215,6 @@ class Client:
     def _method(self, verb: str, kind: str) -> Callable[..., Any]:
         api, suffix = KINDS[kind]
         return getattr(self.typed(api), "%s_namespaced_%s" % (verb, suffix))
-
-    @staticmethod
-    def _dry(dry_run: bool) -> Dict[str, Any]:
-        return {"dry_run": "All"} if dry_run else {}
 
     # -- namespaced objects -------------------------------------------------------------------
     def get(self, kind: str, name: str, missing_ok: bool = True) -> Optional[Dict[str, Any]]:
@@ -202,20 +233,53 @@ class Client:
         """The created object; None when it already exists and exists_ok."""
         name = (body.get("metadata") or {}).get("name")
         return self.call("Creating %s %s/%s" % (kind, self.ns, name), self._method("create", kind), self.ns, body,
-                         conflict_ok=exists_ok, **self._dry(dry_run))
+                         conflict_ok=exists_ok, **self._write(dry_run))
 
     def patch(self, kind: str, name: str, body: Any, dry_run: bool = False, what: Optional[str] = None,
               merge: bool = False) -> Dict[str, Any]:
         """A JSON patch (a list of operations) or, with merge, a JSON merge patch."""
-        extra = dict(self._dry(dry_run), **({"_content_type": MERGE_PATCH} if merge else {}))
+        extra = dict(self._write(dry_run), **({"_content_type": MERGE_PATCH} if merge else {}))
         return self.call(what or "Patching %s %s/%s" % (kind, self.ns, name), self._method("patch", kind), name,
                          self.ns, body, **extra)
 
     def delete(self, kind: str, name: str, dry_run: bool = False, background: bool = False) -> bool:
         """True when there was something to delete."""
-        extra = dict(self._dry(dry_run), **({"propagation_policy": "Background"} if background else {}))
+        extra = dict(self._write(dry_run), **({"propagation_policy": "Background"} if background else {}))
         return self.call("Deleting %s %s/%s" % (kind, self.ns, name), self._method("delete", kind), name, self.ns,
                          missing_ok=True, **extra) is not None
+
+    def exec(self, pod: str, command: List[str], timeout: float,
+             container: Optional[str] = None) -> Tuple[Optional[int], str, str]:
+        """Run command in a pod (API server -> kubelet, never the pod's address): (exit code, stdout, stderr).
+
+        The exit code is None when the command did not end within timeout seconds. A command
+        that cannot start (not in the image) is an exit code 126/127-like failure with the
+        runtime's message as stderr, not an exception: callers report it as an answer.
+        """
+        from kubernetes.stream import stream  # pylint: disable=import-outside-toplevel  # websocket only here
+        what = "Running %s in pod %s/%s" % (command[0] if command else "?", self.ns, pod)
+        kwargs = dict(command=command, stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+        if container:
+            kwargs["container"] = container
+        api = self.typed("CoreV1Api")
+        try:
+            # stream() swaps the ApiClient's transport while it opens the socket: never share this
+            # client with another thread (the lease renewer has its own).
+            ws = stream(api.connect_get_namespaced_pod_exec, pod, self.ns, _request_timeout=self.timeout, **kwargs)
+        except CALL_ERRORS as exc:  # pylint: disable=catching-non-exception  # a tuple of exception classes
+            raise api_error(exc, what) from None
+        try:
+            ws.run_forever(timeout=timeout)
+            out, err = ws.read_channel(1), ws.read_channel(2)
+            if ws.is_open():
+                return None, out, err
+            status = ws.read_channel(3)
+            code = exec_status(status)
+            if code == 126 and not err:
+                err = exec_failure(status)
+            return code, out, err
+        finally:
+            ws.close()
 
     def require_namespace(self) -> None:
         """Fail clearly, before any change, when the namespace does not exist."""
@@ -240,4 +304,4 @@ class Client:
                      dry_run: bool = False) -> Dict[str, Any]:
         return self.call("Updating %s %s/%s" % (plural, self.ns, name),
                          self.typed("CustomObjectsApi").patch_namespaced_custom_object, group, version, self.ns,
-                         plural, name, body, _content_type=MERGE_PATCH, **self._dry(dry_run))
+                         plural, name, body, _content_type=MERGE_PATCH, **self._write(dry_run))

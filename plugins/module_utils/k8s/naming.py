@@ -8,8 +8,9 @@ controller.
 """
 from __future__ import annotations
 
+import json
 import re
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 # Label keys must be DNS-prefixed names with a single '/': ours differ from the Docker labels.
 PREFIX = "immutable-deploy.io/"
@@ -25,6 +26,8 @@ ANN_CREATED = PREFIX + "created"
 ANN_SPEC = PREFIX + "spec"
 ANN_SPEC_FIELDS = PREFIX + "spec-fields"
 ANN_REPLICAS = PREFIX + "replicas"  # the release's full size, kept while a canary scales it
+ANN_CANARY = PREFIX + "canary"  # a canary's progress (JSON), on the canary's Deployment (canary.py)
+ANN_SCALE_DOWN_AT = PREFIX + "scale-down-at"  # end of a warm window after a promote (warm.py)
 
 
 def object_name(app: str, release: str) -> str:
@@ -53,3 +56,14 @@ def as_int(value: object, default: int = 0) -> int:
         return int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return default
+
+
+def canary_record(raw: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The JSON record of ANN_CANARY; None when absent, state 'unreadable' when it is not JSON."""
+    if not raw:
+        return None
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        rec = None
+    return rec if isinstance(rec, dict) else {"state": "unreadable", "raw": str(raw)[:200]}

@@ -15,6 +15,7 @@ from ansible_collections.immutable.deploy.plugins.module_utils import release as
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError
 from ansible_collections.immutable.deploy.plugins.module_utils.images.resolve import resolve_image
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import endpoints as ke
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import lease
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import naming as kn
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import rollout
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import spec as ks
@@ -47,6 +48,10 @@ def release_view(deployment: Dict[str, Any], pods: List[Dict[str, Any]]) -> Dict
     else:
         out["state"] = "running" if out["ready_replicas"] == out["replicas"] else "partial"
     out["health"] = rollout.health(deployment, pods)
+    ann = (deployment.get("metadata") or {}).get("annotations") or {}
+    # A canary in progress (its record) and the end of a warm window after a promote.
+    out["canary"] = kn.canary_record(ann.get(kn.ANN_CANARY))
+    out["scale_down_at"] = ann.get(kn.ANN_SCALE_DOWN_AT)
     return out
 
 
@@ -221,7 +226,9 @@ def _scale(client: Client, dep: Dict[str, Any], spec: Dict[str, Any], replicas: 
 
 def _wait(cluster: Releases, app: str, release_id: str, p: Dict[str, Any]) -> Dict[str, Any]:
     name = kn.object_name(app, release_id)
-    read = lambda: cluster.client.get("Deployment", name) or {}  # noqa: E731
+
+    def read() -> Dict[str, Any]:
+        return cluster.client.get("Deployment", name) or {}
     report = rollout.wait_rollout(read, lambda: cluster.pods(app, release_id), cluster.events,
                                   p.get("wait_timeout", 120))
     dep = read()
@@ -281,6 +288,13 @@ def ensure(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     ks.option_int("wait_timeout", p.get("wait_timeout", 120), 0)
     client = Client(p)
     client.require_namespace()
+    # The deploy lock (when given) is held, and renewed from a thread, through the wait for readiness.
+    with lease.holding(p, p.get("lock"), check_mode, client):
+        return _ensure(client, p, app, release_id, present, replicas, check_mode)
+
+
+def _ensure(client: Client, p: Dict[str, Any], app: str, release_id: str, present: bool, replicas: int,
+            check_mode: bool) -> Dict[str, Any]:
     cluster = Releases(client)
     dep = client.get("Deployment", kn.object_name(app, release_id))
     if not present:

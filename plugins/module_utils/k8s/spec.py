@@ -34,6 +34,7 @@ _ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _FILE_NAME_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
 _QUANTITY_RE = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[KMGTPE]i|[mkMGTPE])?$")
 
+
 # -- validation and the spec (pure) -------------------------------------------------------------
 def validate_release_id(release_id: Any) -> str:
     """release.validate_release, and usable as a label value (which must end with a letter or digit)."""
@@ -131,7 +132,7 @@ def normalize_spec(p: Dict[str, Any], digest: str) -> Dict[str, Any]:
     if both:
         raise invalid_option("env", both, "names that are not also in secret_env")
     files = model.str_map("config_files", p.get("config_files"), _FILE_NAME_RE,
-                     "file names of letters, digits, '-', '_', '.' (no '/')")
+                          "file names of letters, digits, '-', '_', '.' (no '/')")
     if set(files) & {".", ".."}:
         raise invalid_option("config_files", sorted(set(files) & {".", ".."}), "file names other than . and ..")
     mount = p.get("config_mount_path") or "/etc/app"
@@ -153,7 +154,7 @@ def normalize_spec(p: Dict[str, Any], digest: str) -> Dict[str, Any]:
         "labels": normalize_labels(p.get("labels")),
         "image_pull_policy": p.get("image_pull_policy", "IfNotPresent"),
         "termination_grace_period_seconds": option_int("termination_grace_period_seconds",
-                                                 p.get("termination_grace_period_seconds", 30), 0, 3600),
+                                                       p.get("termination_grace_period_seconds", 30), 0, 3600),
     }
 
 
@@ -260,6 +261,7 @@ def config_names(dep: Dict[str, Any]) -> Tuple[List[str], List[str]]:
                 secrets.append(ref["secretRef"]["name"])
     maps += [v["configMap"]["name"] for v in pod.get("volumes") or [] if v.get("configMap")]
     return sorted(set(maps)), sorted(set(secrets))
+
 
 def check_image_syntax(p: Dict[str, Any]) -> str:
     """Refuse a malformed image or a moving tag before connecting anywhere; a placeholder digest."""

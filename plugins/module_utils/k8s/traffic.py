@@ -16,12 +16,23 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import endpoints as ke
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import lease
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import naming as kn
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import probe as kp
+from ansible_collections.immutable.deploy.plugins.module_utils.k8s import warm
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s.client import Client
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s.release import Releases, validate_names
 from ansible_collections.immutable.deploy.plugins.module_utils.waiting import wait_until
 
 POLL = 0.2  # seconds between reads while waiting
+# The service_ports option of the modules that may create the app's Service.
+SERVICE_PORTS_OPTION: Dict[str, Any] = dict(
+    type="list", elements="dict", default=[{"port": 80, "target_port": 8080, "name": "http"}], options=dict(
+        port=dict(type="int", required=True),
+        target_port=dict(type="raw"),
+        name=dict(type="str"),
+        protocol=dict(type="str", default="TCP", choices=["TCP", "UDP", "SCTP"]),
+    ))
 
 
 # -- pure logic ------------------------------------------------------------------------------
@@ -170,7 +181,63 @@ def switch_service(cluster: Releases, p: Dict[str, Any], check_mode: bool) -> Di
     else:
         counts = _endpoint_counts(cluster, app, name) if current else {"by_release": {}, "ready": 0}
         result["endpoints"] = endpoints_view(counts, release)
+    if p.get("watch_seconds") and not check_mode:
+        result["watch"] = watch_or_revert(cluster, p, result, wanted, previous if mode == "release" else None)
+    settle_warm(cluster, app, release, name, result, check_mode)
     return result
+
+
+def watch_or_revert(cluster: Releases, p: Dict[str, Any], result: Dict[str, Any], selected: Dict[str, str],
+                    previous: Optional[str]) -> Dict[str, Any]:
+    """Watch the release that now takes the traffic; when it fails, the selector goes back to the
+    previous release in this same process (one patch, tested against the selector just set) and
+    the module fails with the answers."""
+    app, release, name = p["app"], p["release"], p["service"] or p["app"]
+    spec = kp.normalize(p.get("probe"))
+    try:
+        return kp.run(cluster.client, app, release, spec, "watch", p["watch_seconds"], p.get("watch_interval") or 1,
+                      p.get("watch_max_failures") or 0)
+    except DeployError as exc:
+        decided = time.monotonic()
+        details = dict(exc.details, changed=True, release=release, previous_release=previous, reverted=False,
+                       selector=result["selector"])
+        if not p.get("revert", True):  # a rollback's watch: where it came from is what it left on purpose
+            raise DeployError(exc.msg + " Service %s still selects release %s." % (name, release), **details) from None
+        if previous is None or cluster.deployment(app, previous) is None:
+            raise DeployError(exc.msg + " There is no previous release to send the traffic back to; %s keeps it."
+                              % release, **details) from None
+        back = kn.selector_for(app, previous)
+        cluster.client.patch("Service", name, selector_patch(selected, back),
+                             what="Sending the traffic of Service %s back to release %s" % (name, previous))
+        details.update(reverted=True, revert_ms=round((time.monotonic() - decided) * 1000, 1),
+                       selector={"before": result["selector"]["before"], "after": back})
+        raise DeployError(exc.msg + " Service %s selects release %s again (one selector patch, %.0f ms after the "
+                          "verdict)." % (name, previous, details["revert_ms"]), **details) from None
+
+
+def in_use(cluster: Releases, app: str, service: str) -> Optional[List[str]]:
+    """What a scale-down must spare: the release the app's active Service selects; None when it
+    selects the whole app (a canary in progress: every release takes traffic, nothing is scaled)."""
+    mode, selected = ke.service_mode(cluster.service(service), app)
+    if mode == "app":
+        return None
+    return [selected] if selected else []
+
+
+def settle_warm(cluster: Releases, app: str, release: str, service: str, result: Dict[str, Any],
+                check_mode: bool) -> None:
+    """A release a Service routes to has no scale-down deadline any more (a rollback inside
+    scale_down_delay); releases whose deadline passed are scaled to 0 (warm.py), never the one
+    the active Service selects. The preview Service (<app>-preview) routes no real traffic: a
+    switch of it scales nothing down."""
+    deps = [d for d in cluster.deployments(app) if kn.LABEL_RELEASE in ((d.get("metadata") or {}).get("labels") or {})]
+    target = next((d for d in deps if d["metadata"]["labels"][kn.LABEL_RELEASE] == release), None)
+    result["kept_warm_cleared"] = bool(target) and warm.clear(cluster.client, target, check_mode)
+    spare = None if service == "%s-preview" % app else in_use(cluster, app, service)
+    result["scaled_down"] = warm.expire(cluster.client, deps, None if spare is None else spare + [release],
+                                        time.time(), check_mode)
+    if result["kept_warm_cleared"] or result["scaled_down"]:
+        result["changed"] = True
 
 
 def _scale(cluster: Releases, dep: Dict[str, Any], replicas: int, check_mode: bool) -> None:
@@ -267,8 +334,19 @@ def apply(p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
     for port in p.get("service_ports") or []:
         if not 1 <= port["port"] <= 65535:
             raise invalid_option("service_ports", port["port"], "ports from 1 to 65535")
+    if p.get("watch_seconds"):
+        if strategy != "service":
+            raise invalid_option("watch_seconds", p["watch_seconds"], "0 unless strategy=service")
+        kp.check_timing(p["watch_seconds"], p.get("watch_interval") or 1, p.get("watch_max_failures") or 0, "watch_")
+        kp.normalize(p.get("probe"))
     client = Client(p)
     client.require_namespace()
+    with lease.holding(p, p.get("lock"), check_mode, client):
+        return _apply(client, p, check_mode)
+
+
+def _apply(client: Client, p: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+    strategy = p["strategy"]
     cluster = Releases(client)
     if strategy == "service":
         return switch_service(cluster, p, check_mode)

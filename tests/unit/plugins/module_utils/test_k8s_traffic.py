@@ -178,7 +178,8 @@ def test_release_view_fields():
     view = kr.release_view(deployment(), [])
     assert view == {"id": "2.0.0", "name": "web-2-0-0", "slot": "green", "digest": "sha256:" + "a" * 64,
                     "image": "reg/web@sha256:" + "a" * 64, "replicas": 2, "full_replicas": 4, "ready_replicas": 2,
-                    "state": "running", "health": "healthy", "created": "2024-05-01T10:00:00Z"}
+                    "state": "running", "health": "healthy", "created": "2024-05-01T10:00:00Z",
+                    "canary": None, "scale_down_at": None}
 
 
 @pytest.mark.parametrize("replicas,ready,state,health", [
@@ -267,6 +268,10 @@ class FakeClient:
         raise AssertionError(kind)
 
     def list(self, kind, label_selector=None, field_selector=None):
+        if kind == "Deployment":
+            return [self.get("Deployment", kc.object_name(APP, r)) for r in self.replicas]
+        if kind == "Service":
+            return [] if self.selector is None else [{"spec": {"selector": self.selector}}]
         assert kind == "Pod", kind
         return self._pods()
 
