@@ -220,8 +220,7 @@ def test_httproute_weights(api, httproute_crd, k8s_namespace):  # pylint: disabl
                       "backendRefs": [{"name": "web-canary", "port": 80, "weight": 1}]}
     assert got[1:] == [{"backendRefs": [{"name": "web", "port": 80, "weight": 80},
                                         {"name": "web-canary", "port": 80, "weight": 20}]}, other]
-    assert not httproute(api, _p(ns, weight=20, header="X-Canary", header_value="yes"),
-                                          False)["changed"]
+    assert not httproute(api, _p(ns, weight=20, header="X-Canary", header_value="yes"), False)["changed"]
 
     # bad input: named, and nothing written
     before = version()
