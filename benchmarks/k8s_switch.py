@@ -16,8 +16,21 @@ from the modules' reports:
   changed during the switch (1: the selector moved in a single patch).
 Also the module's own switch_seconds and the whole ansible-playbook wall time.
 
-Run: .venv/bin/python benchmarks/k8s_switch.py [--runs N]  (after `make k8s link`; KUBECONFIG or
-the harness cluster). Everything is created in a fresh namespace that is deleted at the end.
+Then, with --rollback-runs (default 3), rollbacks with the rollback role (one k8s_switch module run
+under the app's Lease), each after a canary promote (immutable.deploy.canary, replica ratio) that kept
+the old stable warm (canary_k8s_scale_down_delay 600, not waited for):
+- warm: back to the old stable inside its window: playbook wall time, Service writes (1: one selector
+  patch) and patch to Endpoints listing only its pods; no pod is started;
+- cold: back to the release just left, after it was scaled to 0 the way the end of its window does
+  (spec.replicas 0, full size kept): playbook wall time, of which scaling back up until ready.
+And with --abort-runs (default 3), a bad canary (the sample app whose /cgi-bin/info answers 500) at 50 %:
+the analysis (interval 2 s) asks a canary pod through the API and fails; measured from the moment the
+analysis command decided (its own time stamp) to the Service selecting stable alone, stable at its full
+scale and the canary at 0 (all three), and to stable being fully ready.
+
+Run: .venv/bin/python benchmarks/k8s_switch.py [--runs N] [--rollback-runs N] [--abort-runs N]
+(after `make k8s link`; KUBECONFIG or the harness cluster). Everything is created in a fresh
+namespace that is deleted at the end.
 """
 from __future__ import annotations
 
@@ -34,7 +47,7 @@ import uuid
 from typing import Any, Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from zero_downtime import Ansible, ROOT, link_collection  # noqa: E402
+from harness import Ansible, ROOT, link_collection  # noqa: E402
 
 from kubernetes import client as k8s_client  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
@@ -43,6 +56,8 @@ from kubernetes import watch as k8s_watch  # noqa: E402
 CLUSTER = os.path.join(ROOT, "tests", "k8s", "cluster.sh")
 RELEASE = "immutable-deploy.io/release"
 REPLICAS = 2
+INTERVAL = 2  # the bad canary's analysis interval
+BROKEN_CGI = "#!/bin/sh\nprintf 'Status: 500 Internal Server Error\\r\\n\\r\\n'\necho broken\n"
 
 
 def log(msg: str) -> None:
@@ -64,10 +79,10 @@ class Recorder:
     def _run(self, watch: k8s_watch.Watch, func) -> None:
         try:
             for event in watch.stream(func, self.ns, timeout_seconds=3600):
-                now = time.monotonic()
+                now, wall = time.monotonic(), time.time()
                 obj = event["object"]
                 with self.lock:
-                    self.events.append({"t": now, "type": event["type"], "kind": obj.kind or func.__name__,
+                    self.events.append({"t": now, "wall": wall, "type": event["type"], "kind": obj.kind or func.__name__,
                                         "name": obj.metadata.name, "obj": obj})
         except Exception:  # pylint: disable=broad-except  # the stream breaks off when stop() ends it
             pass
@@ -108,9 +123,152 @@ def measure(events: List[Dict[str, Any]], app: str, release: str, deployment: st
     }
 
 
+def spread(values: List[Any]) -> Dict[str, Any]:
+    values = [v for v in values if v is not None]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else {}
+
+
+class Roles:
+    """The collection's roles on the benchmark's namespace, through ansible-playbook."""
+
+    def __init__(self, ansible: Ansible, ns: str, tmp: str) -> None:
+        self.ansible, self.ns, self.tmp = ansible, ns, tmp
+
+    def run(self, name: str, role: str, values: Dict[str, Any], register: str = "") -> Dict[str, Any]:
+        """One play with the role; returns {wall, ok, result (the registered var, when asked), error}."""
+        out = os.path.join(self.tmp, "%s.json" % name)
+        tasks: List[Dict[str, Any]] = [{"name": role, "ansible.builtin.include_role": {"name": "immutable.deploy." + role},
+                                        "vars": dict({"%s_target" % role: "kubernetes", "%s_k8s_namespace" % role: self.ns},
+                                                     **values)}]
+        if register:
+            tasks.append({"name": "report", "ansible.builtin.copy": {"content": "{{ %s | to_json }}" % register, "dest": out}})
+        start = time.monotonic()
+        try:
+            wall, ok, error = self.ansible.play(name, tasks)[0], True, None
+        except RuntimeError as exc:
+            wall, ok, error = time.monotonic() - start, False, str(exc)[-600:]
+        result = None
+        if register and os.path.exists(out):
+            with open(out, encoding="utf-8") as handle:
+                result = json.load(handle)
+            os.remove(out)
+        return {"wall": round(wall, 2), "ok": ok, "result": result, "error": error, "start": start}
+
+
+def bg_first(roles: Roles, app: str, release: str, image: str) -> None:
+    done = roles.run("%s-%s" % (app, release), "blue_green", {
+        "blue_green_app": app, "blue_green_image": image, "blue_green_release": release, "blue_green_replicas": REPLICAS,
+        "blue_green_watch_seconds": 0, "blue_green_k8s_termination_grace_period": 1})
+    if not done["ok"]:
+        raise RuntimeError(done["error"])
+
+
+def rollback_figures(recorder: Recorder, roles: Roles, app: str, target: str, name: str) -> Dict[str, Any]:
+    done = roles.run(name, "rollback", {"rollback_app": app, "rollback_to": target}, register="rollback_switch")
+    if not done["ok"]:
+        raise RuntimeError(done["error"])
+    events = recorder.since(done["start"])
+    figures = measure(events, app, target, "%s-%s" % (app, target))
+    result = done["result"] or {}
+    restored = result.get("restored")
+    return {"playbook_wall_s": done["wall"], "service_patches": figures["service_patches"],
+            "patch_to_endpoints_ms": figures["patch_to_endpoints_ms"], "min_ready_addresses": figures["min_ready_addresses"],
+            "restored": restored, "module_total_s": (result.get("timing") or {}).get("total_s"),
+            "module_switch_seconds": result.get("switch_seconds")}
+
+
+def rollbacks(recorder: Recorder, roles: Roles, api: k8s_client.ApiClient, ns: str, refs: List[str],
+              count: int) -> Dict[str, Any]:
+    """Warm (inside scale_down_delay) and cold (scaled to 0) rollbacks after canary promotes."""
+    app, apps = "kroll", k8s_client.AppsV1Api(api)
+    live = "c0"
+    bg_first(roles, app, live, refs[0])
+    warm, cold = [], []
+    for run in range(1, count + 1):
+        canary = "c%d" % run
+        promoted = roles.run("canary-%s" % canary, "canary", {
+            "canary_app": app, "canary_image": refs[run % 2], "canary_release": canary, "canary_steps": [{"weight": 50}],
+            "canary_k8s_scale_down_delay": 600, "canary_k8s_scale_down_wait": False,
+            "canary_k8s_termination_grace_period": 1})
+        if not promoted["ok"]:
+            raise RuntimeError(promoted["error"])
+        warm.append(rollback_figures(recorder, roles, app, live, "warm-%d" % run))
+        log("warm rollback %d: %s" % (run, warm[-1]))
+        # The end of the window as warm.py writes it: spec.replicas 0, the full size annotation kept.
+        apps.patch_namespaced_deployment("%s-%s" % (app, canary), ns, {"spec": {"replicas": 0}})
+        deadline = time.monotonic() + 120
+        while apps.read_namespaced_deployment("%s-%s" % (app, canary), ns).status.replicas and time.monotonic() < deadline:
+            time.sleep(0.5)
+        cold.append(rollback_figures(recorder, roles, app, canary, "cold-%d" % run))
+        log("cold rollback %d: %s" % (run, cold[-1]))
+        roles.ansible.play("retire-%s" % live, [{"name": "retire", "immutable.deploy.k8s_release": {
+            "app": app, "namespace": ns, "release": live, "state": "absent", "wait": False}}])
+        live = canary
+
+    def summary(items: List[Dict[str, Any]]) -> Dict[str, Any]:
+        return {"runs": len(items), "playbook_wall_s": spread([i["playbook_wall_s"] for i in items]),
+                "module_total_s": spread([i["module_total_s"] for i in items]),
+                "patch_to_endpoints_ms": spread([i["patch_to_endpoints_ms"] for i in items]),
+                "max_service_patches": max((i["service_patches"] for i in items), default=None),
+                "pods_started": sorted({(i["restored"] or {}).get("replicas", 0) - (i["restored"] or {}).get("replicas_before", 0)
+                                        for i in items}),
+                "per_run": items}
+    return {"warm": summary(warm), "cold": summary(cold)}
+
+
+def aborts(recorder: Recorder, roles: Roles, ns: str, refs: List[str], broken: str, count: int) -> Dict[str, Any]:
+    """A bad canary at 50 %: verdict to stable alone, at full scale, canary at 0; and to stable fully ready."""
+    app = "kabort"
+    bg_first(roles, app, "s0", refs[0])
+    stamps = os.path.join(roles.tmp, "decided")
+    items = []
+    for run in range(1, count + 1):
+        canary = "bad%d" % run
+        ask = ("%s kubectl exec -n %s deploy/%s-%s -- sh -c 'wget -q -O- http://127.0.0.1:8080/cgi-bin/info' >/dev/null 2>&1 "
+               "&& r=0 || r=1; date +%%s.%%N >> %s; echo $r" % (CLUSTER, ns, app, canary, stamps))
+        done = roles.run("abort-%d" % run, "canary", {
+            "canary_app": app, "canary_image": broken, "canary_release": canary,
+            "canary_steps": [{"weight": 50}, {"weight": 100}], "canary_k8s_termination_grace_period": 1,
+            "canary_analysis": {"interval": INTERVAL, "count": 1, "metrics": [
+                {"name": "canary-errors", "provider": "command", "command": {"argv": ["/bin/sh", "-c", ask]},
+                 "success": "result < 1"}]}})
+        if done["ok"]:
+            raise RuntimeError("the bad canary was promoted")
+        with open(stamps, encoding="utf-8") as handle:
+            decided = float(handle.read().split()[-1])
+        events = [e for e in recorder.since(done["start"]) if e["wall"] >= decided]
+        stable, bad = "%s-s0" % app, "%s-%s" % (app, canary)
+
+        def first(test) -> Any:
+            return next((e["wall"] - decided for e in events if test(e)), None)
+        selected = first(lambda e: e["name"] == app and "ervice" in e["kind"]
+                         and (e["obj"].spec.selector or {}).get(RELEASE) == "s0")
+        stable_full = first(lambda e: e["name"] == stable and "eployment" in e["kind"] and e["obj"].spec.replicas == REPLICAS)
+        canary_zero = first(lambda e: e["name"] == bad and "eployment" in e["kind"]
+                            and (e["type"] == "DELETED" or not e["obj"].spec.replicas))
+        ready = first(lambda e: e["name"] == stable and "eployment" in e["kind"]
+                      and (e["obj"].status.ready_replicas or 0) >= REPLICAS and e["obj"].spec.replicas == REPLICAS)
+        parts = [selected, stable_full, canary_zero]
+        item = {"verdict_to_abort_s": round(max(parts), 3) if None not in parts else None,
+                "verdict_to_selector_s": round(selected, 3) if selected is not None else None,
+                "verdict_to_stable_ready_s": round(ready, 3) if ready is not None else None,
+                "playbook_wall_s": done["wall"]}
+        item["analysis_start_to_abort_s"] = round(item["verdict_to_abort_s"] + INTERVAL, 3) if item["verdict_to_abort_s"] else None
+        items.append(item)
+        log("abort %d: %s" % (run, item))
+    return {"runs": len(items), "interval_s": INTERVAL,
+            "verdict_to_abort_s": spread([i["verdict_to_abort_s"] for i in items]),
+            "verdict_to_selector_s": spread([i["verdict_to_selector_s"] for i in items]),
+            "verdict_to_stable_ready_s": spread([i["verdict_to_stable_ready_s"] for i in items]),
+            "goal_interval_plus_2s": all(i["verdict_to_abort_s"] is not None and i["verdict_to_abort_s"] <= 2 for i in items),
+            "per_run": items}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rollback-runs", type=int, default=3)
+    parser.add_argument("--abort-runs", type=int, default=3)
     args = parser.parse_args()
     link_collection()
     subprocess.run([CLUSTER, "start"], check=True, stdout=subprocess.DEVNULL)
@@ -131,9 +289,17 @@ def main() -> None:
     core.create_namespace({"metadata": {"name": ns, "labels": {"immutable-deploy.io/test": "1"}}})
     recorder = Recorder(api, ns)
     runs: List[Dict[str, Any]] = []
+    rolled: Any = None
+    aborted: Any = None
     try:
-        for version in ("1.0.0", "2.0.0"):
-            engine.images.build(path=sample_context(os.path.join(tmp, version), version), tag="%s:%s" % (repo, version))
+        for version in ("1.0.0", "2.0.0", "broken"):
+            context = sample_context(os.path.join(tmp, version), version)
+            if version == "broken":
+                cgi = os.path.join(context, "www", "cgi-bin", "info")
+                with open(cgi, "w", encoding="utf-8") as handle:
+                    handle.write(BROKEN_CGI)
+                os.chmod(cgi, 0o755)
+            engine.images.build(path=context, tag="%s:%s" % (repo, version))
             engine.images.push(repo, tag=version)
             refs.append([d for d in engine.images.get("%s:%s" % (repo, version)).attrs["RepoDigests"] if d.startswith(repo)][0])
         for dummy in range(100):  # a new namespace's default ServiceAccount comes a moment later
@@ -164,6 +330,9 @@ def main() -> None:
             figures.update({"module_switch_seconds": reported.get("switch_seconds"), "playbook_wall_s": round(wall, 2)})
             runs.append(figures)
             log("run %d: %s" % (run, figures))
+        roles = Roles(ansible, ns, tmp)
+        rolled = rollbacks(recorder, roles, api, ns, refs, args.rollback_runs) if args.rollback_runs else None
+        aborted = aborts(recorder, roles, ns, refs, refs[2], args.abort_runs) if args.abort_runs else None
     finally:
         recorder.stop()
         core.delete_namespace(ns)
@@ -171,8 +340,7 @@ def main() -> None:
         subprocess.run(["rm", "-rf", tmp], check=False)
 
     def stats(key: str) -> Dict[str, Any]:
-        values = [r[key] for r in runs if r[key] is not None]
-        return {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else {}
+        return spread([r[key] for r in runs])
 
     print(json.dumps({
         "benchmark": "k8s_switch", "runs": len(runs), "replicas": REPLICAS,
@@ -185,6 +353,8 @@ def main() -> None:
         "goals": {"never_zero_ready": all((r["min_ready_addresses"] or 0) > 0 for r in runs),
                   "single_patch": all(r["service_patches"] == 1 for r in runs)},
         "per_run": runs,
+        "rollback": rolled,
+        "bad_canary_abort": aborted,
     }, indent=2))
 
 

@@ -2,11 +2,13 @@
 kept warm after a promote (scale_down_delay), on the real cluster.
 
 The gate lives in the cluster (an annotation on the canary's Deployment): each promote or abort
-below is a separate ansible-playbook run with its own lock token, as another controller would be.
+below is a separate run of playbooks/canary_promote.yml or canary_abort.yml with its own lock token
+and only the app's name and namespace, as another controller (an AWX node) would run it.
 Traffic decisions are checked through the API only (Service selector, Endpoints, Deployments).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -15,6 +17,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 
+from conftest import ROOT
 from test_k8s_roles import RELEASE, bg, releases, role, selector
 
 
@@ -55,6 +58,17 @@ def canary(play, ns, app, tmp_path, action="start", **values):
     return role(play, "canary", "canary", ns, **params)
 
 
+def from_playbook(play, name, ns, app, **values):
+    """playbooks/canary_<name>.yml as an operator or an AWX node runs it: only the app and where it lives."""
+    params = {"canary_app": app, "canary_target": "kubernetes", "canary_k8s_namespace": ns,
+              "canary_k8s_termination_grace_period": 1}
+    params.update(values)
+    run = play(None, playbook=os.path.join(ROOT, "playbooks", "canary_%s.yml" % name), extra_vars=params)
+    outcome = run.result("Hand the outcome to later workflow nodes")["ansible_stats"]["data"]["canary_outcome"] \
+        if run.rc == 0 else None
+    return run, outcome
+
+
 def k8s_actions(run, prefix: str = "immutable.deploy.k8s_") -> List[Dict[str, Any]]:
     return [r for r in run.rows if r["action"].startswith(prefix)]
 
@@ -87,9 +101,8 @@ def test_gate_promote_and_abort_from_other_runs_and_warm_rollback(
 
     # Another controller carries on: no variable of the first run is needed, the cluster has the plan.
     delay = {"canary_k8s_scale_down_delay": 120, "canary_k8s_scale_down_wait": False}
-    promoted = canary(play, ns, app, tmp_path, action="promote", **delay)
+    promoted, outcome = from_playbook(play, "promote", ns, app, **delay)
     assert promoted.rc == 0, promoted.stdout[-4000:]
-    outcome = promoted.result("result")["canary_result"]
     assert outcome["outcome"] == "promoted" and outcome["previous"] == "1.0.0" and outcome["previous_scale_down_at"]
     assert selector(ns, app)[RELEASE] == "2.0.0"
     state = releases(play, ns, app)
@@ -98,8 +111,8 @@ def test_gate_promote_and_abort_from_other_runs_and_warm_rollback(
     warm = state["1.0.0"]  # kept at full scale and ready: the way back is one selector patch
     assert warm["replicas"] == 2 and warm["ready_replicas"] == 2 and warm["scale_down_at"] and not warm["live"]
 
-    twice = canary(play, ns, app, tmp_path, action="promote", **delay)
-    assert twice.rc == 0 and twice.result("result")["canary_result"]["outcome"] == "noop", twice.stdout[-3000:]
+    twice, outcome = from_playbook(play, "promote", ns, app, **delay)
+    assert twice.rc == 0 and outcome["outcome"] == "noop", twice.stdout[-3000:]
     assert not [r for r in k8s_actions(twice) if r["result"].get("changed")]
 
     with ServiceWatch(kubeconfig, ns, app) as service:
@@ -115,12 +128,11 @@ def test_gate_promote_and_abort_from_other_runs_and_warm_rollback(
                    canary_steps=[{"weight": 50, "pause": "manual"}, {"weight": 100}])
     assert gated.rc == 0 and gated.result("result")["canary_result"]["outcome"] == "paused", gated.stdout[-4000:]
     assert record(play, ns, app, "3.0.0")["state"] == "paused"
-    aborted = canary(play, ns, app, tmp_path, action="abort")
-    assert aborted.rc == 0, aborted.stdout[-4000:]
-    assert aborted.result("result")["canary_result"]["outcome"] == "aborted"
+    aborted, outcome = from_playbook(play, "abort", ns, app)
+    assert aborted.rc == 0 and outcome["outcome"] == "aborted", aborted.stdout[-4000:]
     assert selector(ns, app)[RELEASE] == "1.0.0"
     state = releases(play, ns, app)
     assert "3.0.0" not in state and state["1.0.0"]["replicas"] == 2 and state["1.0.0"]["ready_replicas"] == 2
-    twice = canary(play, ns, app, tmp_path, action="abort")
-    assert twice.rc == 0 and twice.result("result")["canary_result"]["outcome"] == "noop", twice.stdout[-3000:]
+    twice, outcome = from_playbook(play, "abort", ns, app)
+    assert twice.rc == 0 and outcome["outcome"] == "noop", twice.stdout[-3000:]
     assert not [r for r in k8s_actions(twice) if r["result"].get("changed")]
