@@ -385,7 +385,7 @@ abort:
            "state_file": "/run/immutable-deploy/web/server-state"}
 """
 
-from ansible_collections.immutable.deploy.plugins.module_utils.analysis.verdict import run
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.verdict import METRIC_OPTIONS, run
 from ansible_collections.immutable.deploy.plugins.module_utils.module_runner import run_module
 
 
@@ -397,36 +397,7 @@ def main() -> None:
         inconclusive=dict(type="str", default="fail", choices=["pause", "fail", "pass"]),
         fail_on_verdict=dict(type="bool", default=True),
         fail_fast=dict(type="bool", default=False),
-        metrics=dict(type="list", elements="dict", required=True, options=dict(
-            name=dict(type="str", required=True),
-            provider=dict(type="str", required=True, choices=["haproxy", "http", "prometheus", "command"]),
-            success=dict(type="str", required=True),
-            query=dict(type="str", choices=["error_ratio", "mean_response_time", "request_count"]),
-            min_requests=dict(type="int", default=0),
-            haproxy=dict(type="dict", options=dict(
-                socket=dict(type="str", required=True),
-                backend=dict(type="str", required=True),
-                canary=dict(type="str", required=True),
-                stable=dict(type="str"),
-                timeout=dict(type="float", default=5),
-            )),
-            http=dict(type="dict", options=dict(
-                url=dict(type="str", required=True),
-                jmespath=dict(type="str"),
-                headers=dict(type="dict", no_log=True),
-                timeout=dict(type="float", default=5),
-            )),
-            prometheus=dict(type="dict", options=dict(
-                url=dict(type="str", required=True),
-                query=dict(type="str", required=True),
-                headers=dict(type="dict", no_log=True),
-                timeout=dict(type="float", default=5),
-            )),
-            command=dict(type="dict", options=dict(
-                argv=dict(type="list", elements="str", required=True),
-                timeout=dict(type="float", default=10),
-            )),
-        )),
+        metrics=dict(type="list", elements="dict", required=True, options=METRIC_OPTIONS),
         abort=dict(type="dict", options=dict(
             socket=dict(type="str", required=True),
             timeout=dict(type="float", default=5),

@@ -29,6 +29,26 @@ INCONCLUSIVE = ("pause", "fail", "pass")
 _EXTRA = ("requests", "stable_requests", "exit_code", "output", "stderr")  # reported with the value when measured
 
 
+# The metrics option of every module that analyses (release_analysis, k8s_canary): one shape, one set of checks.
+_HEADERS = dict(type="dict", no_log=True)
+METRIC_OPTIONS: Dict[str, Any] = dict(
+    name=dict(type="str", required=True),
+    provider=dict(type="str", required=True, choices=["haproxy", "http", "prometheus", "command"]),
+    success=dict(type="str", required=True),
+    query=dict(type="str", choices=["error_ratio", "mean_response_time", "request_count"]),
+    min_requests=dict(type="int", default=0),
+    haproxy=dict(type="dict", options=dict(socket=dict(type="str", required=True), backend=dict(type="str", required=True),
+                                           canary=dict(type="str", required=True), stable=dict(type="str"),
+                                           timeout=dict(type="float", default=5))),
+    http=dict(type="dict", options=dict(url=dict(type="str", required=True), jmespath=dict(type="str"), headers=_HEADERS,
+                                        timeout=dict(type="float", default=5))),
+    prometheus=dict(type="dict", options=dict(url=dict(type="str", required=True), query=dict(type="str", required=True),
+                                              headers=_HEADERS, timeout=dict(type="float", default=5))),
+    command=dict(type="dict", options=dict(argv=dict(type="list", elements="str", required=True),
+                                           timeout=dict(type="float", default=10))),
+)
+
+
 class Metric:
     def __init__(self, name: str, provider: Provider, condition: Condition, comparative: bool) -> None:
         self.name, self.provider, self.condition, self.comparative = name, provider, condition, comparative

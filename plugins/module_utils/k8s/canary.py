@@ -25,7 +25,8 @@ import json
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.immutable.deploy.plugins.module_utils.analysis.verdict import analyse, build_metrics
+from ansible_collections.immutable.deploy.plugins.module_utils.analysis.verdict import (
+    METRIC_OPTIONS, analyse, build_metrics)
 from ansible_collections.immutable.deploy.plugins.module_utils.errors import DeployError, invalid_option
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import lease
 from ansible_collections.immutable.deploy.plugins.module_utils.k8s import naming as kn
@@ -40,23 +41,6 @@ ACTIONS = ("step", "pause", "promote", "abort", "scale_down", "status")
 
 # The analysis option: release_analysis's metrics (same shape and checks), measured by the process that
 # scaled the step, so a fail verdict is acted on at once (abort below), not after a module start-up.
-_HEADERS = dict(type="dict", no_log=True)
-METRIC_OPTIONS: Dict[str, Any] = dict(
-    name=dict(type="str", required=True),
-    provider=dict(type="str", required=True, choices=["haproxy", "http", "prometheus", "command"]),
-    success=dict(type="str", required=True),
-    query=dict(type="str", choices=["error_ratio", "mean_response_time", "request_count"]),
-    min_requests=dict(type="int", default=0),
-    haproxy=dict(type="dict", options=dict(socket=dict(type="str", required=True), backend=dict(type="str", required=True),
-                                           canary=dict(type="str", required=True), stable=dict(type="str"),
-                                           timeout=dict(type="float", default=5))),
-    http=dict(type="dict", options=dict(url=dict(type="str", required=True), jmespath=dict(type="str"), headers=_HEADERS,
-                                        timeout=dict(type="float", default=5))),
-    prometheus=dict(type="dict", options=dict(url=dict(type="str", required=True), query=dict(type="str", required=True),
-                                              headers=_HEADERS, timeout=dict(type="float", default=5))),
-    command=dict(type="dict", options=dict(argv=dict(type="list", elements="str", required=True),
-                                           timeout=dict(type="float", default=10))),
-)
 ANALYSIS_OPTION: Dict[str, Any] = dict(type="dict", options=dict(
     interval=dict(type="float", default=10),
     count=dict(type="int", default=1),
